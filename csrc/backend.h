@@ -1,0 +1,36 @@
+// Process-wide llama.cpp state: backend initialisation (once) and what was compiled in.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace llama_mtp {
+
+// Initialises llama.cpp's backends once per process. With a portable (GGML_BACKEND_DL) build it
+// loads the backend libraries found in `backend_dir` (the package directory), so the best CPU
+// variant for this machine and, when present, the CUDA backend are picked at run time.
+void ensure_backend(const std::string& backend_dir);
+
+struct DeviceInfo {
+    std::string name;
+    std::string description;
+    std::string type;  // "cpu", "gpu", "igpu", "accel"
+    size_t memory_total = 0;
+    size_t memory_free = 0;
+};
+
+struct SystemInfo {
+    std::string llama_commit;
+    std::string llama_version;
+    bool backend_dl = false;            // backends loaded at run time from shared libraries
+    std::vector<std::string> backends;  // registered backends, e.g. "CPU", "CUDA"
+    std::vector<DeviceInfo> devices;
+    std::string cpu_features;           // llama_print_system_info()
+    bool cuda_compiled = false;
+    std::string cuda_archs;
+    bool gpu_offload = false;           // llama_supports_gpu_offload()
+};
+
+SystemInfo system_info();
+
+}  // namespace llama_mtp

@@ -1,0 +1,168 @@
+// Module entry point of `llama_mtp._core` and the process-wide bindings (errors, logging,
+// backend/system info, GGUF reading, quantization). Only type conversion and GIL handling here.
+#include "bindings.h"
+
+#include <pybind11/stl.h>
+
+#include "backend.h"
+#include "errors.h"
+#include "gguf_file.h"
+#include "log_bridge.h"
+#include "quantize.h"
+
+namespace py = pybind11;
+
+namespace llama_mtp {
+
+void bind_errors(py::module_& m) {
+    // The Python classes live in llama_mtp.errors so that users can import them without the
+    // extension; here each C++ exception type is translated to its Python counterpart.
+    py::module_ errors = py::module_::import("llama_mtp.errors");
+    static py::handle model_load_error = py::object(errors.attr("ModelLoadError")).release();
+    static py::handle mtp_unavailable = py::object(errors.attr("MTPUnavailableError")).release();
+    static py::handle context_overflow = py::object(errors.attr("ContextOverflowError")).release();
+    static py::handle decode_error = py::object(errors.attr("DecodeError")).release();
+    static py::handle closed_error = py::object(errors.attr("ModelClosedError")).release();
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const FileMissing& e) {
+            PyErr_SetString(PyExc_FileNotFoundError, e.what());
+        } catch (const ModelLoadError& e) {
+            PyErr_SetString(model_load_error.ptr(), e.what());
+        } catch (const MTPUnavailableError& e) {
+            PyErr_SetString(mtp_unavailable.ptr(), e.what());
+        } catch (const ContextOverflowError& e) {
+            PyErr_SetString(context_overflow.ptr(), e.what());
+        } catch (const DecodeError& e) {
+            PyErr_SetString(decode_error.ptr(), e.what());
+        } catch (const ClosedError& e) {
+            PyErr_SetString(closed_error.ptr(), e.what());
+        } catch (const InvalidArgument& e) {
+            PyErr_SetString(PyExc_ValueError, e.what());
+        }
+    });
+    (void)m;
+}
+
+namespace {
+
+py::dict gguf_to_dict(const GgufFile& f) {
+    py::dict out;
+    out["path"] = f.path;
+    out["version"] = f.version;
+    out["file_size"] = f.file_size;
+    out["alignment"] = f.alignment;
+    out["data_offset"] = f.data_offset;
+    py::list metadata;
+    for (const auto& [key, value] : f.metadata) metadata.append(py::make_tuple(key, value));
+    out["metadata"] = metadata;
+    py::list tensors;
+    for (const auto& t : f.tensors) {
+        py::dict d;
+        d["name"] = t.name;
+        d["type"] = t.type;
+        d["shape"] = t.shape;
+        d["offset"] = t.offset;
+        d["n_bytes"] = t.n_bytes;
+        d["n_elements"] = t.n_elements;
+        tensors.append(d);
+    }
+    out["tensors"] = tensors;
+    return out;
+}
+
+// Deleting a Python object needs the GIL; a log sink may be dropped from any thread.
+std::shared_ptr<py::object> hold_python(py::object fn) {
+    return std::shared_ptr<py::object>(new py::object(std::move(fn)), [](py::object* o) {
+        if (Py_IsInitialized()) {
+            py::gil_scoped_acquire gil;
+            delete o;
+        }  // else: the interpreter is gone; leak rather than touch it.
+    });
+}
+
+}  // namespace
+
+void bind_system(py::module_& m) {
+    m.def("init_backend", &ensure_backend, py::arg("backend_dir"),
+          py::call_guard<py::gil_scoped_release>(),
+          "Initialise llama.cpp's backends once (loads run-time backends from backend_dir).");
+
+    m.def(
+        "set_log_sink",
+        [](py::object fn, int min_level) {
+            if (fn.is_none()) {
+                set_log_sink({}, min_level);
+                return;
+            }
+            auto holder = hold_python(std::move(fn));
+            set_log_sink(
+                [holder](int level, const std::string& message) {
+                    if (!Py_IsInitialized()) return;
+                    py::gil_scoped_acquire gil;
+                    try {
+                        (*holder)(level, py::bytes(message).attr("decode")("utf-8", "replace"));
+                    } catch (py::error_already_set& e) {
+                        e.discard_as_unraisable("llama_mtp log sink");
+                    }
+                },
+                min_level);
+        },
+        py::arg("sink"), py::arg("min_level"),
+        "Route llama.cpp's log lines at or above min_level (Python logging level) to sink(level, msg).");
+
+    m.def("system_info", [] {
+        SystemInfo info = system_info();
+        py::dict out;
+        out["llama_commit"] = info.llama_commit;
+        out["llama_version"] = info.llama_version;
+        out["backend_dl"] = info.backend_dl;
+        out["backends"] = info.backends;
+        py::list devices;
+        for (const auto& d : info.devices) {
+            py::dict dev;
+            dev["name"] = d.name;
+            dev["description"] = d.description;
+            dev["type"] = d.type;
+            dev["memory_total"] = d.memory_total;
+            dev["memory_free"] = d.memory_free;
+            devices.append(dev);
+        }
+        out["devices"] = devices;
+        out["cpu_features"] = info.cpu_features;
+        out["cuda_compiled"] = info.cuda_compiled;
+        out["cuda_archs"] = info.cuda_archs;
+        out["gpu_offload"] = info.gpu_offload;
+        return out;
+    }, "Backends, devices and build facts of this llama.cpp build, as a dict.");
+
+    m.def(
+        "read_gguf",
+        [](const std::string& path, size_t max_array_items) {
+            GgufFile f;
+            {
+                py::gil_scoped_release release;
+                f = read_gguf(path, max_array_items);
+            }
+            return gguf_to_dict(f);
+        },
+        py::arg("path"), py::arg("max_array_items") = static_cast<size_t>(-1),
+        "Parse and validate a GGUF file without loading weights (header, metadata, tensors).");
+
+    m.def("quantization_types", &quantization_types,
+          "Quantization type names accepted by quantize().");
+    m.def("quantize", &quantize, py::arg("src"), py::arg("dst"), py::arg("type"),
+          py::arg("threads") = 0, py::arg("allow_requantize") = false,
+          py::call_guard<py::gil_scoped_release>(),
+          "Quantize a GGUF model file with llama.cpp's quantizer.");
+}
+
+}  // namespace llama_mtp
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "llama-mtp native core: llama.cpp with MTP speculative decoding.";
+    llama_mtp::bind_errors(m);
+    llama_mtp::bind_system(m);
+    llama_mtp::bind_model(m);
+}

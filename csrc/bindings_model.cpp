@@ -1,0 +1,71 @@
+// Binding of llama_mtp::Model (csrc/model.h): type conversion and GIL release only.
+#include <pybind11/stl.h>
+
+#include "bindings.h"
+#include "model.h"
+
+namespace py = pybind11;
+
+namespace llama_mtp {
+
+void bind_model(py::module_& m) {
+    py::class_<ModelOptions>(m, "ModelOptions", "Options for loading a model.")
+        .def(py::init<>())
+        .def_readwrite("n_gpu_layers", &ModelOptions::n_gpu_layers)
+        .def_readwrite("main_gpu", &ModelOptions::main_gpu)
+        .def_readwrite("vocab_only", &ModelOptions::vocab_only)
+        .def_readwrite("use_mmap", &ModelOptions::use_mmap)
+        .def_readwrite("use_mlock", &ModelOptions::use_mlock)
+        .def_readwrite("check_tensors", &ModelOptions::check_tensors)
+        .def_readwrite("load_mtp", &ModelOptions::load_mtp);
+
+    py::class_<Model, std::shared_ptr<Model>>(m, "Model", "A loaded GGUF model (native handle).")
+        .def(py::init<const std::string&, const ModelOptions&>(), py::arg("path"), py::arg("options"),
+             py::call_guard<py::gil_scoped_release>())
+        .def("close", &Model::close, py::call_guard<py::gil_scoped_release>())
+        .def_property_readonly("closed", &Model::closed)
+        .def_property_readonly("path", &Model::path)
+        .def_property_readonly("arch", &Model::arch)
+        .def_property_readonly("n_params", &Model::n_params)
+        .def_property_readonly("model_size", &Model::model_size)
+        .def_property_readonly("n_vocab", &Model::n_vocab)
+        .def_property_readonly("n_ctx_train", &Model::n_ctx_train)
+        .def_property_readonly("n_embd", &Model::n_embd)
+        .def_property_readonly("n_layer", &Model::n_layer)
+        .def_property_readonly("n_mtp_layers", &Model::n_mtp_layers)
+        .def_property_readonly("mtp_loaded", &Model::mtp_loaded)
+        .def_property_readonly("description", &Model::description)
+        .def_property_readonly("bos", &Model::bos)
+        .def_property_readonly("eos", &Model::eos)
+        .def_property_readonly("eot", &Model::eot)
+        .def_property_readonly("add_bos", &Model::add_bos)
+        .def("metadata", [](const Model& self) {
+            py::list out;
+            for (const auto& [key, value] : self.file().metadata) out.append(py::make_tuple(key, value));
+            return out;
+        })
+        .def("chat_template", &Model::chat_template, py::arg("name") = std::string())
+        .def("is_eog", &Model::is_eog, py::arg("token"))
+        .def("tokenize", &Model::tokenize, py::arg("text"), py::arg("add_special"),
+             py::arg("parse_special"), py::call_guard<py::gil_scoped_release>())
+        .def(
+            "detokenize",
+            [](const Model& self, const std::vector<llama_token>& tokens, bool remove_special,
+               bool unparse_special) {
+                std::string text;
+                {
+                    py::gil_scoped_release release;
+                    text = self.detokenize(tokens, remove_special, unparse_special);
+                }
+                return py::bytes(text);
+            },
+            py::arg("tokens"), py::arg("remove_special"), py::arg("unparse_special"))
+        .def(
+            "token_to_piece",
+            [](const Model& self, llama_token token, bool special) {
+                return py::bytes(self.token_to_piece(token, special));
+            },
+            py::arg("token"), py::arg("special"));
+}
+
+}  // namespace llama_mtp

@@ -1,0 +1,18 @@
+// Re-quantizing a GGUF with llama.cpp's own quantizer (what `llama-quantize` does).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace llama_mtp {
+
+// Names accepted by quantize(), as llama-quantize spells them ("Q4_K_M", "Q8_0", ...).
+std::vector<std::string> quantization_types();
+
+// Writes `dst` as `type` from `src`. Throws InvalidArgument for an unknown type, ModelLoadError
+// when `src` is not a readable model, and std::runtime_error when llama.cpp fails.
+// `threads` <= 0 uses every core.
+void quantize(const std::string& src, const std::string& dst, const std::string& type, int threads,
+              bool allow_requantize);
+
+}  // namespace llama_mtp

@@ -1,0 +1,42 @@
+"""llama-mtp: native multi-token-prediction speculative decoding for Qwen3.5/3.6 GGUF models.
+
+Quick start::
+
+    from llama_mtp import Model
+    with Model("model.gguf", n_gpu_layers=-1) as model:
+        print(model.arch, model.has_mtp, model.tokenize("hello"))
+"""
+
+from __future__ import annotations
+
+from ._log import get_log_level, set_log_level
+from .errors import (
+    ContextOverflowError,
+    DecodeError,
+    LlamaMTPError,
+    ModelClosedError,
+    ModelLoadError,
+    MTPUnavailableError,
+)
+from .model import Model
+from .system import SystemInfo, system_info
+from .quant import QUANT_TYPES, quantize
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Model",
+    "SystemInfo",
+    "system_info",
+    "quantize",
+    "QUANT_TYPES",
+    "set_log_level",
+    "get_log_level",
+    "LlamaMTPError",
+    "ModelLoadError",
+    "MTPUnavailableError",
+    "ContextOverflowError",
+    "DecodeError",
+    "ModelClosedError",
+    "__version__",
+]

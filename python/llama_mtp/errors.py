@@ -1,0 +1,48 @@
+"""Exceptions raised by llama-mtp.
+
+Every failure of the native core reaches Python as one of these (or as a built-in
+``FileNotFoundError`` / ``ValueError``), never as a crash of the interpreter.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "LlamaMTPError",
+    "ModelLoadError",
+    "MTPUnavailableError",
+    "ContextOverflowError",
+    "DecodeError",
+    "ModelClosedError",
+    "ChatTemplateError",
+]
+
+
+class LlamaMTPError(RuntimeError):
+    """Base class of every llama-mtp error."""
+
+
+class ModelLoadError(LlamaMTPError):
+    """The file is not a loadable model: not a GGUF, truncated, corrupt, or an architecture
+    this llama.cpp build does not know. The message says which, and what to do."""
+
+
+class MTPUnavailableError(LlamaMTPError):
+    """MTP speculative decoding was requested but the model has no usable MTP head
+    (no ``<arch>.nextn_predict_layers`` key, or the ``blk.N.nextn.*`` tensors are missing).
+    Re-convert the checkpoint with a converter that keeps the ``mtp.*`` weights."""
+
+
+class ContextOverflowError(LlamaMTPError, ValueError):
+    """The prompt does not fit in the context window; raise ``n_ctx`` or shorten the prompt."""
+
+
+class DecodeError(LlamaMTPError):
+    """llama.cpp failed while evaluating a batch (out of memory, backend failure, ...)."""
+
+
+class ModelClosedError(LlamaMTPError):
+    """The model was used after :meth:`llama_mtp.Model.close`."""
+
+
+class ChatTemplateError(LlamaMTPError, ValueError):
+    """The model has no chat template (pass ``chat_template=``) or the template failed."""

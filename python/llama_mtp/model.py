@@ -1,0 +1,231 @@
+"""The :class:`Model`: a GGUF model loaded by llama.cpp, its metadata and its tokenizer."""
+
+from __future__ import annotations
+
+import os
+from types import TracebackType
+from typing import Any
+
+from . import _core
+from .errors import ModelClosedError
+from .gguf_info import MetadataValue, MTPStatus, inspect_gguf
+from .system import ensure_backend
+
+LLAMA_TOKEN_NULL = -1
+
+
+class Model:
+    """A GGUF model loaded with llama.cpp.
+
+    >>> model = Model("Qwen3.6-27B-MTP-Q4_K_M.gguf", n_gpu_layers=-1)   # doctest: +SKIP
+    >>> model.arch, model.has_mtp, model.tokenize("你好, world")           # doctest: +SKIP
+
+    Args:
+        path: the ``.gguf`` file.
+        n_gpu_layers: layers to offload to the GPU; ``-1`` puts every layer there when a GPU
+            backend exists (llama.cpp's ``-ngl 999``), ``0`` keeps the model on the CPU.
+        main_gpu: the GPU used when the model is not split.
+        vocab_only: load only the vocabulary (tokenizer and metadata), no weights.
+        use_mmap: memory-map the weights (llama.cpp's default).
+        use_mlock: lock the weights in RAM.
+        load_mtp: load the MTP head; ``None`` loads it when the file declares one.
+        check_tensors: let llama.cpp validate tensor data while loading (slow).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ModelLoadError: the file is not a loadable model; the message says why.
+
+    All methods are thread-safe. ``close()`` (or leaving a ``with`` block) releases the weights.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        n_gpu_layers: int = -1,
+        main_gpu: int = 0,
+        vocab_only: bool = False,
+        use_mmap: bool = True,
+        use_mlock: bool = False,
+        load_mtp: bool | None = None,
+        check_tensors: bool = False,
+    ) -> None:
+        ensure_backend()
+        self._path = os.fspath(path)
+        options = _core.ModelOptions()
+        options.n_gpu_layers = int(n_gpu_layers)
+        options.main_gpu = int(main_gpu)
+        options.vocab_only = bool(vocab_only)
+        options.use_mmap = bool(use_mmap)
+        options.use_mlock = bool(use_mlock)
+        options.load_mtp = load_mtp
+        options.check_tensors = bool(check_tensors)
+        self._native: _core.Model = _core.Model(self._path, options)
+        self._vocab_only = bool(vocab_only)
+        self._metadata: dict[str, MetadataValue] | None = None
+        self._mtp_status: MTPStatus | None = None
+
+    # -- lifetime ------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the weights. Further use raises :class:`~llama_mtp.errors.ModelClosedError`."""
+        self._native.close()
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return bool(self._native.closed)
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return f"Model({self._path!r}, closed)"
+        return (f"Model({self._path!r}, arch={self.arch!r}, n_params={self.n_params}, "
+                f"has_mtp={self.has_mtp})")
+
+    def _live(self) -> _core.Model:
+        if self._native.closed:
+            raise ModelClosedError("the model is closed")
+        return self._native
+
+    # -- description ---------------------------------------------------------------------------
+    @property
+    def path(self) -> str:
+        """The file this model was loaded from."""
+        return self._path
+
+    @property
+    def arch(self) -> str:
+        """``general.architecture``, e.g. ``"qwen35"``."""
+        return str(self._native.arch)
+
+    @property
+    def description(self) -> str:
+        """llama.cpp's one-line description (``"qwen35 27B Q4_K - Medium"``)."""
+        return str(self._live().description)
+
+    @property
+    def n_params(self) -> int:
+        """Number of weights (MTP head included when loaded)."""
+        return int(self._live().n_params)
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of weights loaded."""
+        return int(self._live().model_size)
+
+    @property
+    def n_vocab(self) -> int:
+        """Vocabulary size."""
+        return int(self._live().n_vocab)
+
+    @property
+    def n_ctx_train(self) -> int:
+        """Context length the model was trained with."""
+        return int(self._live().n_ctx_train)
+
+    @property
+    def n_embd(self) -> int:
+        """Hidden size."""
+        return int(self._live().n_embd)
+
+    @property
+    def n_layer(self) -> int:
+        """Transformer blocks, not counting MTP blocks."""
+        return int(self._live().n_layer)
+
+    @property
+    def n_mtp_layers(self) -> int:
+        """MTP blocks declared by the file (``<arch>.nextn_predict_layers``)."""
+        return int(self._native.n_mtp_layers)
+
+    @property
+    def mtp_status(self) -> MTPStatus:
+        """Whether the file's MTP head is declared and complete (see :class:`MTPStatus`)."""
+        if self._mtp_status is None:
+            self._mtp_status = inspect_gguf(self._path, max_array_items=0).mtp
+        return self._mtp_status
+
+    @property
+    def has_mtp(self) -> bool:
+        """The file has a complete MTP head (metadata and ``blk.N.nextn.*`` tensors)."""
+        return self.mtp_status.complete
+
+    @property
+    def mtp_loaded(self) -> bool:
+        """The MTP head's weights were loaded (see ``load_mtp``)."""
+        return bool(self._native.mtp_loaded)
+
+    @property
+    def metadata(self) -> dict[str, MetadataValue]:
+        """Every GGUF key with its value (strings, ints, floats, bools, lists)."""
+        if self._metadata is None:
+            self._metadata = dict(self._native.metadata())
+        return self._metadata
+
+    @property
+    def chat_template(self) -> str | None:
+        """The model's own chat template (``tokenizer.chat_template``), if it has one."""
+        value = self._live().chat_template("")
+        return None if value is None else str(value)
+
+    # -- special tokens ------------------------------------------------------------------------
+    @staticmethod
+    def _token_or_none(token: int) -> int | None:
+        return None if token == LLAMA_TOKEN_NULL else int(token)
+
+    @property
+    def bos(self) -> int | None:
+        """Beginning-of-sequence token id, or ``None``."""
+        return self._token_or_none(self._live().bos)
+
+    @property
+    def eos(self) -> int | None:
+        """End-of-sequence token id, or ``None``."""
+        return self._token_or_none(self._live().eos)
+
+    @property
+    def eot(self) -> int | None:
+        """End-of-turn token id (``<|im_end|>`` for Qwen), or ``None``."""
+        return self._token_or_none(self._live().eot)
+
+    def is_eog(self, token: int) -> bool:
+        """True if ``token`` ends generation (EOS, EOT, ...)."""
+        return bool(self._live().is_eog(int(token)))
+
+    # -- tokenizer -----------------------------------------------------------------------------
+    def tokenize(self, text: str | bytes, *, add_special: bool = False,
+                 parse_special: bool = False) -> list[int]:
+        """Token ids of ``text``.
+
+        ``add_special`` adds BOS/EOS as the model asks; ``parse_special`` turns special-token
+        text such as ``<|im_start|>`` into the special token instead of plain text.
+        """
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        if not isinstance(text, str):
+            raise TypeError(f"text must be str, not {type(text).__name__}")
+        return list(self._live().tokenize(text, add_special, parse_special))
+
+    def detokenize(self, tokens: list[int] | tuple[int, ...], *, remove_special: bool = False,
+                   unparse_special: bool = True) -> str:
+        """Text of ``tokens``. Bytes that are not valid UTF-8 become U+FFFD.
+
+        Raises ``ValueError`` for an id outside ``[0, n_vocab)``.
+        """
+        raw: bytes = self._live().detokenize([int(t) for t in tokens], remove_special, unparse_special)
+        return raw.decode("utf-8", errors="replace")
+
+    def token_to_piece(self, token: int, *, special: bool = True) -> bytes:
+        """The bytes of one token (may be part of a multi-byte character)."""
+        return bytes(self._live().token_to_piece(int(token), special))
+
+    @property
+    def native(self) -> Any:
+        """The extension object (for the engine; not a stable API)."""
+        return self._live()
