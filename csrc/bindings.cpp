@@ -3,6 +3,7 @@
 #include "bindings.h"
 
 #include <pybind11/stl.h>
+#include <pybind11/typing.h>
 
 #include "backend.h"
 #include "errors.h"
@@ -47,8 +48,10 @@ void bind_errors(py::module_& m) {
 
 namespace {
 
-py::dict gguf_to_dict(const GgufFile& f) {
-    py::dict out;
+using StrDict = py::typing::Dict<py::str, py::object>;
+
+StrDict gguf_to_dict(const GgufFile& f) {
+    StrDict out;
     out["path"] = f.path;
     out["version"] = f.version;
     out["file_size"] = f.file_size;
@@ -112,9 +115,9 @@ void bind_system(py::module_& m) {
         py::arg("sink"), py::arg("min_level"),
         "Route llama.cpp's log lines at or above min_level (Python logging level) to sink(level, msg).");
 
-    m.def("system_info", [] {
+    m.def("system_info", []() -> StrDict {
         SystemInfo info = system_info();
-        py::dict out;
+        StrDict out;
         out["llama_commit"] = info.llama_commit;
         out["llama_version"] = info.llama_version;
         out["backend_dl"] = info.backend_dl;
@@ -139,7 +142,7 @@ void bind_system(py::module_& m) {
 
     m.def(
         "read_gguf",
-        [](const std::string& path, size_t max_array_items) {
+        [](const std::string& path, size_t max_array_items) -> StrDict {
             GgufFile f;
             {
                 py::gil_scoped_release release;

@@ -1,5 +1,6 @@
 // Binding of llama_mtp::Model (csrc/model.h): type conversion and GIL release only.
 #include <pybind11/stl.h>
+#include <pybind11/typing.h>
 
 #include "bindings.h"
 #include "model.h"
@@ -40,7 +41,7 @@ void bind_model(py::module_& m) {
         .def_property_readonly("eot", &Model::eot)
         .def_property_readonly("add_bos", &Model::add_bos)
         .def("metadata", [](const Model& self) {
-            py::list out;
+            py::typing::List<py::typing::Tuple<py::str, py::object>> out;
             for (const auto& [key, value] : self.file().metadata) out.append(py::make_tuple(key, value));
             return out;
         })
