@@ -168,4 +168,5 @@ PYBIND11_MODULE(_core, m) {
     llama_mtp::bind_errors(m);
     llama_mtp::bind_system(m);
     llama_mtp::bind_model(m);
+    llama_mtp::bind_session(m);
 }

@@ -18,7 +18,11 @@ from .errors import (
     ModelLoadError,
     MTPUnavailableError,
 )
+from ._core import CancelToken
 from .model import Model
+from .results import GenerationChunk, GenerationOutput, GenerationStats
+from .sampling import SamplingParams
+from .speculator import SPEC_TYPES, Speculator
 from .system import SystemInfo, system_info
 from .quant import QUANT_TYPES, quantize
 
@@ -26,6 +30,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Model",
+    "SamplingParams",
+    "Speculator",
+    "SPEC_TYPES",
+    "GenerationOutput",
+    "GenerationStats",
+    "GenerationChunk",
+    "CancelToken",
     "SystemInfo",
     "system_info",
     "quantize",

@@ -12,6 +12,8 @@ import logging
 from . import _core
 
 logger = logging.getLogger("llama_mtp")
+# A library does not print: lines reach the application only through its own logging setup.
+logger.addHandler(logging.NullHandler())
 _native_logger = logging.getLogger("llama_mtp.llama_cpp")
 _level = logging.WARNING
 

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Callable
 
 from . import _core
 from .errors import ModelClosedError
 from .gguf_info import MetadataValue, MTPStatus, inspect_gguf
+from .results import GenerationChunk, GenerationOutput
+from .sampling import SamplingParams
+from .speculator import Speculator
+from .streaming import GenerationStream, RunFn, astream
 from .system import ensure_backend
+
+Prompt = str | Sequence[int]
+SpeculatorLike = Speculator | Mapping[str, Any] | None
 
 LLAMA_TOKEN_NULL = -1
 
@@ -30,6 +39,12 @@ class Model:
         use_mlock: lock the weights in RAM.
         load_mtp: load the MTP head; ``None`` loads it when the file declares one.
         check_tensors: let llama.cpp validate tensor data while loading (slow).
+        n_ctx: context window in tokens (``-c``); 0 uses the model's training length.
+        n_batch, n_ubatch: logical and physical batch sizes for prompt evaluation (``-b``, ``-ub``).
+        n_threads, n_threads_batch: CPU threads for generation / batches (``-t``, ``-tb``);
+            ``None`` uses the physical cores.
+        flash_attn: ``"auto"``, ``"on"`` or ``"off"`` (``-fa``).
+        cache_type_k, cache_type_v: KV cache types (``-ctk``, ``-ctv``): ``"f16"``, ``"q8_0"``, ...
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -49,8 +64,20 @@ class Model:
         use_mlock: bool = False,
         load_mtp: bool | None = None,
         check_tensors: bool = False,
+        n_ctx: int = 4096,
+        n_batch: int = 2048,
+        n_ubatch: int = 512,
+        n_threads: int | None = None,
+        n_threads_batch: int | None = None,
+        flash_attn: str = "auto",
+        cache_type_k: str = "f16",
+        cache_type_v: str = "f16",
     ) -> None:
         ensure_backend()
+        if n_ctx < 0 or n_batch < 1 or n_ubatch < 1:
+            raise ValueError("n_ctx must be >= 0 and n_batch, n_ubatch >= 1")
+        if flash_attn not in ("auto", "on", "off"):
+            raise ValueError("flash_attn must be 'auto', 'on' or 'off'")
         self._path = os.fspath(path)
         options = _core.ModelOptions()
         options.n_gpu_layers = int(n_gpu_layers)
@@ -64,10 +91,24 @@ class Model:
         self._vocab_only = bool(vocab_only)
         self._metadata: dict[str, MetadataValue] | None = None
         self._mtp_status: MTPStatus | None = None
+        ctx = _core.ContextOptions()
+        ctx.n_ctx = int(n_ctx) if n_ctx > 0 else max(16, int(self._native.n_ctx_train))
+        ctx.n_batch = int(n_batch)
+        ctx.n_ubatch = min(int(n_ubatch), int(n_batch))
+        ctx.n_threads = int(n_threads or 0)
+        ctx.n_threads_batch = int(n_threads_batch or 0)
+        ctx.flash_attn = flash_attn
+        ctx.cache_type_k = cache_type_k
+        ctx.cache_type_v = cache_type_v
+        self._context_options = ctx
+        self._session: _core.Session | None = None
+        self._session_lock = threading.Lock()
 
     # -- lifetime ------------------------------------------------------------------------------
     def close(self) -> None:
         """Release the weights. Further use raises :class:`~llama_mtp.errors.ModelClosedError`."""
+        with self._session_lock:
+            self._session = None  # the context goes first; running calls keep it until they end
         self._native.close()
 
     @property
@@ -225,7 +266,85 @@ class Model:
         """The bytes of one token (may be part of a multi-byte character)."""
         return bytes(self._live().token_to_piece(int(token), special))
 
+    # -- generation ---------------------------------------------------------------------------
     @property
-    def native(self) -> Any:
+    def n_ctx(self) -> int:
+        """Context window of the generation session."""
+        return int(self._context_options.n_ctx)
+
+    def _get_session(self) -> _core.Session:
+        with self._session_lock:
+            if self._session is None:
+                if self._vocab_only:
+                    raise ValueError("this model was loaded with vocab_only=True: it cannot generate")
+                self._session = _core.Session(self._live(), self._context_options)
+            return self._session
+
+    def _prompt_tokens(self, prompt: Prompt) -> list[int]:
+        if isinstance(prompt, str):
+            tokens = self.tokenize(prompt, add_special=True, parse_special=True)
+        else:
+            tokens = [int(t) for t in prompt]
+        if not tokens:
+            raise ValueError("the prompt is empty")
+        return tokens
+
+    def _runner(self, prompt: Prompt, sampling: SamplingParams | None,
+                speculator: SpeculatorLike, cache_prompt: bool) -> RunFn:
+        tokens = self._prompt_tokens(prompt)
+        native_sampling = (sampling or SamplingParams()).to_native()
+        native_spec = Speculator.coerce(speculator).to_native()
+        session = self._get_session()
+
+        def run(on_step: Callable[[str, list[int]], bool], token: _core.CancelToken) -> _core.GenerationResult:
+            return session.generate(tokens, native_sampling, native_spec, cache_prompt, on_step, token, False)
+
+        return run
+
+    def generate(self, prompt: Prompt, sampling: SamplingParams | None = None, *,
+                 speculator: SpeculatorLike = None, cache_prompt: bool = True,
+                 cancel: _core.CancelToken | None = None) -> GenerationOutput:
+        """Generate a completion of ``prompt`` (text, or token ids).
+
+        ``speculator``: :meth:`Speculator.mtp` for native MTP speculative decoding, a vLLM-style
+        ``{"method": "mtp", "num_speculative_tokens": 2}`` dict, or ``None`` for plain decoding.
+        ``cache_prompt``: reuse the state of a shared prefix from the previous call (as
+        llama-server does). ``cancel``: a :class:`CancelToken` another thread may trigger.
+        Ctrl-C (KeyboardInterrupt) stops a blocking call on the main thread within one step.
+
+        Raises :class:`~llama_mtp.errors.ContextOverflowError` when the prompt does not fit,
+        :class:`~llama_mtp.errors.MTPUnavailableError` when MTP is asked of a model without it.
+        """
+        tokens = self._prompt_tokens(prompt)
+        session = self._get_session()
+        on_main = threading.current_thread() is threading.main_thread()
+        result = session.generate(tokens, (sampling or SamplingParams()).to_native(),
+                                  Speculator.coerce(speculator).to_native(), cache_prompt, None, cancel,
+                                  on_main)
+        return GenerationOutput.from_native(result)
+
+    def stream(self, prompt: Prompt, sampling: SamplingParams | None = None, *,
+               speculator: SpeculatorLike = None, cache_prompt: bool = True) -> GenerationStream:
+        """Like :meth:`generate`, yielding :class:`GenerationChunk` s as they are decoded.
+
+        Each chunk's text is whole UTF-8 characters; the concatenation equals ``generate``'s text.
+        After the loop, ``stream.output`` holds the full :class:`GenerationOutput`. Closing the
+        iterator (``break``) stops generation within one step.
+        """
+        return GenerationStream(self._runner(prompt, sampling, speculator, cache_prompt))
+
+    def astream(self, prompt: Prompt, sampling: SamplingParams | None = None, *,
+                speculator: SpeculatorLike = None,
+                cache_prompt: bool = True) -> AsyncIterator[GenerationChunk]:
+        """Async iterator form of :meth:`stream`; decoding runs off the event loop."""
+        return astream(self._runner(prompt, sampling, speculator, cache_prompt))
+
+    def reset_cache(self) -> None:
+        """Forget the cached prompt prefix."""
+        if self._session is not None:
+            self._session.reset()
+
+    @property
+    def native(self) -> _core.Model:
         """The extension object (for the engine; not a stable API)."""
         return self._live()

@@ -1,0 +1,151 @@
+// Binding of the generation session (csrc/session.h): option/result structs, GIL release during
+// generation, and the per-step callback that re-takes the GIL only to hand a chunk to Python.
+#include <atomic>
+#include <optional>
+
+#include <pybind11/functional.h>
+#include <pybind11/stl.h>
+
+#include "bindings.h"
+#include "session.h"
+
+namespace py = pybind11;
+
+namespace llama_mtp {
+namespace {
+
+// A flag another thread (or the iterator's close()) sets to stop a running generation.
+struct CancelToken {
+    std::atomic<bool> cancelled{false};
+};
+
+const char* finish_reason_name(FinishReason r) {
+    switch (r) {
+        case FinishReason::kStop: return "stop";
+        case FinishReason::kEos: return "eos";
+        case FinishReason::kCancelled: return "cancelled";
+        default: return "length";
+    }
+}
+
+}  // namespace
+
+void bind_session(py::module_& m) {
+    py::class_<ContextOptions>(m, "ContextOptions")
+        .def(py::init<>())
+        .def_readwrite("n_ctx", &ContextOptions::n_ctx)
+        .def_readwrite("n_batch", &ContextOptions::n_batch)
+        .def_readwrite("n_ubatch", &ContextOptions::n_ubatch)
+        .def_readwrite("n_threads", &ContextOptions::n_threads)
+        .def_readwrite("n_threads_batch", &ContextOptions::n_threads_batch)
+        .def_readwrite("flash_attn", &ContextOptions::flash_attn)
+        .def_readwrite("cache_type_k", &ContextOptions::cache_type_k)
+        .def_readwrite("cache_type_v", &ContextOptions::cache_type_v)
+        .def_readwrite("offload_kqv", &ContextOptions::offload_kqv);
+
+    py::class_<SpeculatorOptions>(m, "SpeculatorOptions")
+        .def(py::init<>())
+        .def_readwrite("types", &SpeculatorOptions::types)
+        .def_readwrite("n_max", &SpeculatorOptions::n_max)
+        .def_readwrite("n_min", &SpeculatorOptions::n_min)
+        .def_readwrite("p_min", &SpeculatorOptions::p_min)
+        .def_readwrite("draft_model_path", &SpeculatorOptions::draft_model_path)
+        .def_readwrite("draft_gpu_layers", &SpeculatorOptions::draft_gpu_layers)
+        .def_readwrite("draft_cache_type_k", &SpeculatorOptions::draft_cache_type_k)
+        .def_readwrite("draft_cache_type_v", &SpeculatorOptions::draft_cache_type_v)
+        .def_readwrite("ngram_size_n", &SpeculatorOptions::ngram_size_n)
+        .def_readwrite("ngram_size_m", &SpeculatorOptions::ngram_size_m)
+        .def_readwrite("ngram_min_hits", &SpeculatorOptions::ngram_min_hits);
+
+    py::class_<SamplingOptions>(m, "SamplingOptions")
+        .def(py::init<>())
+        .def_readwrite("temperature", &SamplingOptions::temperature)
+        .def_readwrite("top_k", &SamplingOptions::top_k)
+        .def_readwrite("top_p", &SamplingOptions::top_p)
+        .def_readwrite("min_p", &SamplingOptions::min_p)
+        .def_readwrite("typical_p", &SamplingOptions::typical_p)
+        .def_readwrite("repeat_penalty", &SamplingOptions::repeat_penalty)
+        .def_readwrite("repeat_last_n", &SamplingOptions::repeat_last_n)
+        .def_readwrite("presence_penalty", &SamplingOptions::presence_penalty)
+        .def_readwrite("frequency_penalty", &SamplingOptions::frequency_penalty)
+        .def_readwrite("seed", &SamplingOptions::seed)
+        .def_readwrite("max_tokens", &SamplingOptions::max_tokens)
+        .def_readwrite("stop", &SamplingOptions::stop)
+        .def_readwrite("logit_bias", &SamplingOptions::logit_bias)
+        .def_readwrite("grammar", &SamplingOptions::grammar)
+        .def_readwrite("ignore_eos", &SamplingOptions::ignore_eos);
+
+    py::class_<GenerationStats>(m, "GenerationStats")
+        .def_readonly("prompt_n", &GenerationStats::prompt_n)
+        .def_readonly("cache_n", &GenerationStats::cache_n)
+        .def_readonly("prompt_ms", &GenerationStats::prompt_ms)
+        .def_readonly("predicted_n", &GenerationStats::predicted_n)
+        .def_readonly("predicted_ms", &GenerationStats::predicted_ms)
+        .def_readonly("draft_n", &GenerationStats::draft_n)
+        .def_readonly("draft_n_accepted", &GenerationStats::draft_n_accepted)
+        .def_readonly("num_drafts", &GenerationStats::num_drafts)
+        .def_readonly("accepted_per_pos", &GenerationStats::accepted_per_pos);
+
+    py::class_<GenerationResult>(m, "GenerationResult")
+        .def_property_readonly("text", [](const GenerationResult& r) {
+            return py::bytes(r.text).attr("decode")("utf-8", "replace");
+        })
+        .def_readonly("tokens", &GenerationResult::tokens)
+        .def_property_readonly("finish_reason",
+                               [](const GenerationResult& r) { return finish_reason_name(r.finish_reason); })
+        .def_readonly("stop_reason", &GenerationResult::stop_reason)
+        .def_readonly("stats", &GenerationResult::stats);
+
+    py::class_<CancelToken, std::shared_ptr<CancelToken>>(m, "CancelToken")
+        .def(py::init<>())
+        .def("cancel", [](CancelToken& t) { t.cancelled.store(true); })
+        .def_property_readonly("cancelled", [](const CancelToken& t) { return t.cancelled.load(); });
+
+    py::class_<Session, std::shared_ptr<Session>>(m, "Session")
+        .def(py::init<std::shared_ptr<Model>, const ContextOptions&>(), py::arg("model"), py::arg("options"))
+        .def_property_readonly("n_ctx", &Session::n_ctx)
+        .def("reset", &Session::reset, py::call_guard<py::gil_scoped_release>())
+        .def(
+            "generate",
+            [](Session& self, const std::vector<llama_token>& prompt, const SamplingOptions& sampling,
+               const SpeculatorOptions& speculator, bool cache_prompt, py::object on_step,
+               std::optional<std::shared_ptr<CancelToken>> maybe_token, bool check_signals) {
+                std::shared_ptr<CancelToken> token = maybe_token.value_or(nullptr);
+                // Errors raised by Python code called back from the loop, re-raised afterwards.
+                std::unique_ptr<py::error_already_set> python_error;
+                StepCallback step;
+                if (!on_step.is_none()) {
+                    step = [&](const std::string& text, const std::vector<llama_token>& tokens) {
+                        py::gil_scoped_acquire gil;
+                        try {
+                            py::object keep = on_step(py::bytes(text).attr("decode")("utf-8", "replace"), tokens);
+                            return keep.is_none() || keep.cast<bool>();
+                        } catch (py::error_already_set& e) {
+                            python_error = std::make_unique<py::error_already_set>(std::move(e));
+                            return false;
+                        }
+                    };
+                }
+                CancelCheck cancel = [&]() {
+                    if (token && token->cancelled.load()) return true;
+                    if (!check_signals) return false;
+                    py::gil_scoped_acquire gil;  // Ctrl-C reaches us as a pending signal
+                    if (PyErr_CheckSignals() != 0) {
+                        python_error = std::make_unique<py::error_already_set>();
+                        return true;
+                    }
+                    return false;
+                };
+                GenerationResult result;
+                {
+                    py::gil_scoped_release release;
+                    result = self.generate(prompt, sampling, speculator, cache_prompt, step, cancel);
+                }
+                if (python_error) throw std::move(*python_error);
+                return result;
+            },
+            py::arg("prompt"), py::arg("sampling"), py::arg("speculator"), py::arg("cache_prompt") = true,
+            py::arg("on_step") = py::none(), py::arg("cancel") = std::nullopt, py::arg("check_signals") = false);
+}
+
+}  // namespace llama_mtp

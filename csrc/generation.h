@@ -1,0 +1,99 @@
+// Options and results of text generation, shared by the C++ core and the binding layer.
+// Field names follow llama-server's `timings` JSON and vLLM's speculative-decoding metrics.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "llama.h"
+
+namespace llama_mtp {
+
+// How a context is created (llama-cli: -c, -b, -ub, -t, -tb, -fa, -ctk, -ctv).
+struct ContextOptions {
+    uint32_t n_ctx = 4096;
+    uint32_t n_batch = 2048;
+    uint32_t n_ubatch = 512;
+    int32_t n_threads = 0;        // <= 0: llama.cpp's default (physical cores)
+    int32_t n_threads_batch = 0;  // <= 0: same as n_threads
+    std::string flash_attn = "auto";  // "auto" | "on" | "off"
+    std::string cache_type_k = "f16";
+    std::string cache_type_v = "f16";
+    bool offload_kqv = true;
+};
+
+// Which speculator drafts tokens (llama.cpp: --spec-type, --spec-draft-*).
+struct SpeculatorOptions {
+    std::vector<std::string> types;  // llama.cpp names: "draft-mtp", "draft-simple", "ngram-simple", ...
+    int32_t n_max = 3;
+    int32_t n_min = 0;
+    float p_min = 0.0f;
+    std::string draft_model_path;   // draft-simple: the draft GGUF
+    int32_t draft_gpu_layers = -1;  // --spec-draft-ngl
+    std::string draft_cache_type_k = "f16";
+    std::string draft_cache_type_v = "f16";
+    // n-gram speculators (llama.cpp defaults)
+    int32_t ngram_size_n = 12;
+    int32_t ngram_size_m = 48;
+    int32_t ngram_min_hits = 1;
+
+    bool enabled() const {
+        for (const auto& t : types) {
+            if (t != "none") return true;
+        }
+        return false;
+    }
+};
+
+// Sampling (llama.cpp common_params_sampling, vLLM SamplingParams).
+struct SamplingOptions {
+    float temperature = 0.8f;
+    int32_t top_k = 40;
+    float top_p = 0.95f;
+    float min_p = 0.05f;
+    float typical_p = 1.0f;
+    float repeat_penalty = 1.0f;
+    int32_t repeat_last_n = 64;
+    float presence_penalty = 0.0f;
+    float frequency_penalty = 0.0f;
+    uint32_t seed = LLAMA_DEFAULT_SEED;
+    int32_t max_tokens = 256;  // < 0: until EOS or the context is full
+    std::vector<std::string> stop;
+    std::map<llama_token, float> logit_bias;
+    std::string grammar;  // GBNF
+    bool ignore_eos = false;
+};
+
+// llama-server `timings` + vLLM speculative metrics. Always fully populated (0 when unused).
+struct GenerationStats {
+    int32_t prompt_n = 0;       // prompt tokens evaluated in this call
+    int32_t cache_n = 0;        // prompt tokens reused from the previous call
+    double prompt_ms = 0.0;
+    int32_t predicted_n = 0;    // tokens generated
+    double predicted_ms = 0.0;  // from the end of the prompt to the end of generation
+    int32_t draft_n = 0;        // tokens drafted
+    int32_t draft_n_accepted = 0;
+    int32_t num_drafts = 0;     // verification steps that carried a draft
+    std::vector<int32_t> accepted_per_pos;  // accepted_per_pos[i]: drafts whose token i was accepted
+};
+
+enum class FinishReason { kStop, kLength, kEos, kCancelled };
+
+struct GenerationResult {
+    std::string text;  // complete UTF-8 (invalid bytes replaced), stop string excluded
+    std::vector<llama_token> tokens;
+    FinishReason finish_reason = FinishReason::kLength;
+    std::string stop_reason;  // the stop string matched, if any
+    GenerationStats stats;
+};
+
+// Called once per decoding step with the new text (complete UTF-8 only) and tokens.
+// Return false to stop generation (finish_reason = cancelled).
+using StepCallback = std::function<bool(const std::string& text, const std::vector<llama_token>& tokens)>;
+// Polled once per step; return true to stop (finish_reason = cancelled).
+using CancelCheck = std::function<bool()>;
+
+}  // namespace llama_mtp

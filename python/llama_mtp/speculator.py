@@ -1,0 +1,136 @@
+"""Speculative decoding configuration: llama.cpp's ``--spec-type`` family, vLLM's ``speculative_config``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from . import _core
+
+SPEC_TYPES: tuple[str, ...] = ("none", "draft-mtp", "draft-simple", "ngram-simple", "ngram-map-k",
+                               "ngram-map-k4v", "ngram-mod")
+"""Speculator types, named as llama.cpp names them (``--spec-type``)."""
+
+_VLLM_METHODS = {"mtp": "draft-mtp", "qwen3_next_mtp": "draft-mtp", "draft_model": "draft-simple",
+                 "ngram": "ngram-simple"}
+
+
+@dataclass(frozen=True)
+class Speculator:
+    """Which speculator drafts tokens for the target model to verify.
+
+    Use the constructors: :meth:`mtp` (``--spec-type draft-mtp``), :meth:`none` (plain decoding),
+    :meth:`draft_model` (``draft-simple``), :meth:`ngram`, or :meth:`from_config` for a vLLM-style
+    ``{"method": "mtp", "num_speculative_tokens": k}`` dict. Output is identical with and without
+    a speculator under greedy sampling: drafts are verified by the target.
+    """
+
+    type: str = "none"
+    n_max: int = 3
+    """``--spec-draft-n-max``: tokens drafted per step."""
+    n_min: int = 0
+    """``--spec-draft-n-min``: shorter drafts are dropped."""
+    p_min: float = 0.0
+    """``--spec-draft-p-min``: stop drafting below this draft probability."""
+    gpu_layers: int = -1
+    """``--spec-draft-ngl``: layers of a separate draft model on the GPU."""
+    model_path: str | None = None
+    """draft-simple: the draft GGUF; draft-mtp: an MTP sidecar GGUF (``mtp-*.gguf``), if any."""
+    ngram_size_n: int = 12
+    ngram_size_m: int = 48
+    ngram_min_hits: int = 1
+
+    def __post_init__(self) -> None:
+        if self.type not in SPEC_TYPES:
+            raise ValueError(f"unknown speculator type {self.type!r}; known: {', '.join(SPEC_TYPES)}")
+        if self.type != "none":
+            if not 1 <= self.n_max <= 64:
+                raise ValueError("n_max must be in [1, 64]")
+            if not 0 <= self.n_min <= self.n_max:
+                raise ValueError("n_min must be in [0, n_max]")
+            if not 0.0 <= self.p_min <= 1.0:
+                raise ValueError("p_min must be in [0, 1]")
+        if self.type == "draft-simple" and not self.model_path:
+            raise ValueError("draft-simple needs a draft model: Speculator.draft_model(path)")
+        if self.model_path is not None and not os.path.exists(self.model_path):
+            raise FileNotFoundError(f"No such draft model file: {self.model_path!r}")
+
+    @classmethod
+    def none(cls) -> Speculator:
+        """Plain decoding (the baseline)."""
+        return cls("none")
+
+    @classmethod
+    def mtp(cls, n_max: int = 2, n_min: int = 0, p_min: float = 0.0, gpu_layers: int = -1,
+            sidecar: str | os.PathLike[str] | None = None) -> Speculator:
+        """The model's own MTP head drafts ``n_max`` tokens per step (``--spec-type draft-mtp``).
+
+        ``sidecar``: the MTP head as a separate GGUF (``mtp-*.gguf``), when a release ships it apart.
+        """
+        return cls("draft-mtp", n_max=n_max, n_min=n_min, p_min=p_min, gpu_layers=gpu_layers,
+                   model_path=None if sidecar is None else os.fspath(sidecar))
+
+    @classmethod
+    def draft_model(cls, path: str | os.PathLike[str], n_max: int = 3, n_min: int = 0,
+                    p_min: float = 0.0, gpu_layers: int = -1) -> Speculator:
+        """A smaller model with the same vocabulary drafts (``--spec-type draft-simple -md PATH``)."""
+        return cls("draft-simple", n_max=n_max, n_min=n_min, p_min=p_min, gpu_layers=gpu_layers,
+                   model_path=os.fspath(path))
+
+    @classmethod
+    def ngram(cls, kind: str = "ngram-simple", n_max: int = 8, size_n: int = 12, size_m: int = 48,
+              min_hits: int = 1) -> Speculator:
+        """Drafts from n-grams already seen in the prompt and output (no draft model)."""
+        if not kind.startswith("ngram-"):
+            raise ValueError(f"not an n-gram speculator type: {kind!r}")
+        return cls(kind, n_max=n_max, ngram_size_n=size_n, ngram_size_m=size_m, ngram_min_hits=min_hits)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Speculator:
+        """From vLLM's ``speculative_config``: ``{"method": "mtp", "num_speculative_tokens": 2}``.
+
+        llama.cpp spellings are accepted too: ``{"spec_type": "draft-mtp", "n_max": 2}``.
+        """
+        method = config.get("method", config.get("spec_type", config.get("type", "none")))
+        kind = _VLLM_METHODS.get(str(method), str(method))
+        n_max = int(config.get("num_speculative_tokens", config.get("n_max", 3)))
+        path = config.get("model", config.get("model_path"))
+        known = {"method", "spec_type", "type", "num_speculative_tokens", "n_max", "model", "model_path",
+                 "n_min", "p_min", "gpu_layers"}
+        unknown = set(config) - known
+        if unknown:
+            raise ValueError(f"unsupported speculative_config keys: {sorted(unknown)}")
+        return cls(kind, n_max=n_max, n_min=int(config.get("n_min", 0)),
+                   p_min=float(config.get("p_min", 0.0)), gpu_layers=int(config.get("gpu_layers", -1)),
+                   model_path=None if path is None else str(path))
+
+    @classmethod
+    def coerce(cls, value: Speculator | Mapping[str, Any] | None) -> Speculator:
+        """Accept a Speculator, a vLLM-style dict, or ``None`` (plain decoding)."""
+        if value is None:
+            return cls.none()
+        if isinstance(value, Speculator):
+            return value
+        if isinstance(value, Mapping):
+            return cls.from_config(value)
+        raise TypeError(f"speculator must be a Speculator or a dict, not {type(value).__name__}")
+
+    @property
+    def enabled(self) -> bool:
+        """True unless this is plain decoding."""
+        return self.type != "none"
+
+    def to_native(self) -> _core.SpeculatorOptions:
+        """The extension's options object."""
+        o = _core.SpeculatorOptions()
+        o.types = [] if self.type == "none" else [self.type]
+        o.n_max = int(self.n_max)
+        o.n_min = int(self.n_min)
+        o.p_min = float(self.p_min)
+        o.draft_model_path = self.model_path or ""
+        o.draft_gpu_layers = int(self.gpu_layers)
+        o.ngram_size_n = int(self.ngram_size_n)
+        o.ngram_size_m = int(self.ngram_size_m)
+        o.ngram_min_hits = int(self.ngram_min_hits)
+        return o
