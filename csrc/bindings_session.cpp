@@ -31,7 +31,7 @@ const char* finish_reason_name(FinishReason r) {
 }  // namespace
 
 void bind_session(py::module_& m) {
-    py::class_<ContextOptions>(m, "ContextOptions")
+    py::class_<ContextOptions>(m, "ContextOptions", "How a generation context is created (-c, -b, -ub, -t, -fa, -ctk, -ctv).")
         .def(py::init<>())
         .def_readwrite("n_ctx", &ContextOptions::n_ctx)
         .def_readwrite("n_batch", &ContextOptions::n_batch)
@@ -43,7 +43,7 @@ void bind_session(py::module_& m) {
         .def_readwrite("cache_type_v", &ContextOptions::cache_type_v)
         .def_readwrite("offload_kqv", &ContextOptions::offload_kqv);
 
-    py::class_<SpeculatorOptions>(m, "SpeculatorOptions")
+    py::class_<SpeculatorOptions>(m, "SpeculatorOptions", "Native speculator options (see llama_mtp.Speculator).")
         .def(py::init<>())
         .def_readwrite("types", &SpeculatorOptions::types)
         .def_readwrite("n_max", &SpeculatorOptions::n_max)
@@ -57,7 +57,7 @@ void bind_session(py::module_& m) {
         .def_readwrite("ngram_size_m", &SpeculatorOptions::ngram_size_m)
         .def_readwrite("ngram_min_hits", &SpeculatorOptions::ngram_min_hits);
 
-    py::class_<SamplingOptions>(m, "SamplingOptions")
+    py::class_<SamplingOptions>(m, "SamplingOptions", "Native sampling options (see llama_mtp.SamplingParams).")
         .def(py::init<>())
         .def_readwrite("temperature", &SamplingOptions::temperature)
         .def_readwrite("top_k", &SamplingOptions::top_k)
@@ -73,9 +73,14 @@ void bind_session(py::module_& m) {
         .def_readwrite("stop", &SamplingOptions::stop)
         .def_readwrite("logit_bias", &SamplingOptions::logit_bias)
         .def_readwrite("grammar", &SamplingOptions::grammar)
-        .def_readwrite("ignore_eos", &SamplingOptions::ignore_eos);
+        .def_readwrite("ignore_eos", &SamplingOptions::ignore_eos)
+        .def_readwrite("reasoning_budget_tokens", &SamplingOptions::reasoning_budget_tokens)
+        .def_readwrite("reasoning_budget_start", &SamplingOptions::reasoning_budget_start)
+        .def_readwrite("reasoning_budget_end", &SamplingOptions::reasoning_budget_end)
+        .def_readwrite("reasoning_budget_forced", &SamplingOptions::reasoning_budget_forced)
+        .def_readwrite("generation_prompt", &SamplingOptions::generation_prompt);
 
-    py::class_<GenerationStats>(m, "GenerationStats")
+    py::class_<GenerationStats>(m, "GenerationStats", "Native timings of one generation (see llama_mtp.GenerationStats).")
         .def_readonly("prompt_n", &GenerationStats::prompt_n)
         .def_readonly("cache_n", &GenerationStats::cache_n)
         .def_readonly("prompt_ms", &GenerationStats::prompt_ms)
@@ -86,7 +91,7 @@ void bind_session(py::module_& m) {
         .def_readonly("num_drafts", &GenerationStats::num_drafts)
         .def_readonly("accepted_per_pos", &GenerationStats::accepted_per_pos);
 
-    py::class_<GenerationResult>(m, "GenerationResult")
+    py::class_<GenerationResult>(m, "GenerationResult", "Native result of one generation (see llama_mtp.GenerationOutput).")
         .def_property_readonly("text", [](const GenerationResult& r) {
             return py::bytes(r.text).attr("decode")("utf-8", "replace");
         })
@@ -96,12 +101,14 @@ void bind_session(py::module_& m) {
         .def_readonly("stop_reason", &GenerationResult::stop_reason)
         .def_readonly("stats", &GenerationResult::stats);
 
-    py::class_<CancelToken, std::shared_ptr<CancelToken>>(m, "CancelToken")
+    py::class_<CancelToken, std::shared_ptr<CancelToken>>(
+        m, "CancelToken", "A flag that stops a running generation within one step: call cancel() from any thread.")
         .def(py::init<>())
         .def("cancel", [](CancelToken& t) { t.cancelled.store(true); })
         .def_property_readonly("cancelled", [](const CancelToken& t) { return t.cancelled.load(); });
 
-    py::class_<Session, std::shared_ptr<Session>>(m, "Session")
+    py::class_<Session, std::shared_ptr<Session>>(
+        m, "Session", "A generation context on a model; calls on one session are serialized.")
         .def(py::init<std::shared_ptr<Model>, const ContextOptions&>(), py::arg("model"), py::arg("options"))
         .def_property_readonly("n_ctx", &Session::n_ctx)
         .def("reset", &Session::reset, py::call_guard<py::gil_scoped_release>())

@@ -65,6 +65,13 @@ struct SamplingOptions {
     std::map<llama_token, float> logit_bias;
     std::string grammar;  // GBNF
     bool ignore_eos = false;
+    // Reasoning budget (chat): after `reasoning_budget_tokens` tokens inside the thinking block
+    // (opened by `reasoning_budget_start`), llama.cpp's sampler forces `reasoning_budget_forced`.
+    int32_t reasoning_budget_tokens = -1;  // -1: no budget
+    std::vector<llama_token> reasoning_budget_start;
+    std::vector<std::vector<llama_token>> reasoning_budget_end;
+    std::vector<llama_token> reasoning_budget_forced;
+    std::string generation_prompt;  // the assistant opener the chat template already wrote
 };
 
 // llama-server `timings` + vLLM speculative metrics. Always fully populated (0 when unused).

@@ -57,6 +57,11 @@ common_params_sampling to_common(const SamplingOptions& s, const Model& model) {
         }
     }
     if (!s.grammar.empty()) p.grammar = {COMMON_GRAMMAR_TYPE_USER, s.grammar};
+    p.reasoning_budget_tokens = s.reasoning_budget_tokens;
+    p.reasoning_budget_start = s.reasoning_budget_start;
+    p.reasoning_budget_end = s.reasoning_budget_end;
+    p.reasoning_budget_forced = s.reasoning_budget_forced;
+    p.generation_prompt = s.generation_prompt;
     return p;
 }
 
@@ -215,15 +220,20 @@ GenerationResult Session::generate(const std::vector<llama_token>& prompt, const
         }
     };
     clear_thread_errors();
-    // All prompt tokens but the last, in chunks of n_batch; then a checkpoint, then the last
-    // token alone, so that the same prompt can later be resumed from the checkpoint.
+    // All prompt tokens but the last, in chunks of n_batch, then the last token alone. Recurrent
+    // state is checkpointed a few tokens before the end (a chat template re-renders the tail of
+    // the previous turn differently: the next turn resumes there, as llama-server does) and just
+    // before the last token (the same prompt again).
     const size_t last = prompt.size() - 1;
+    const size_t early_checkpoint = last > n_reused + 4 ? last - 4 : 0;
     for (size_t i = n_reused; i < last;) {
         if (cancel && cancel()) {
             result.finish_reason = FinishReason::kCancelled;
             return result;
         }
-        const size_t n = std::min(static_cast<size_t>(n_batch), last - i);
+        if (i == early_checkpoint) cache_->checkpoint();
+        size_t n = std::min(static_cast<size_t>(n_batch), last - i);
+        if (i < early_checkpoint && i + n > early_checkpoint) n = early_checkpoint - i;
         batch.clear();
         for (size_t j = 0; j < n; ++j) batch.add(prompt[i + j], static_cast<llama_pos>(i + j), 0, false);
         decode("prompt");

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ._log import get_log_level, set_log_level
 from .errors import (
+    ChatTemplateError,
     ContextOverflowError,
     DecodeError,
     LlamaMTPError,
@@ -19,6 +20,7 @@ from .errors import (
     MTPUnavailableError,
 )
 from ._core import CancelToken
+from .chat import ChatDelta, ChatMessage, ChatResult, ChatStats, ToolCall
 from .model import Model
 from .results import GenerationChunk, GenerationOutput, GenerationStats
 from .sampling import SamplingParams
@@ -37,6 +39,11 @@ __all__ = [
     "GenerationStats",
     "GenerationChunk",
     "CancelToken",
+    "ChatMessage",
+    "ChatResult",
+    "ChatDelta",
+    "ChatStats",
+    "ToolCall",
     "SystemInfo",
     "system_info",
     "quantize",
@@ -47,6 +54,7 @@ __all__ = [
     "ModelLoadError",
     "MTPUnavailableError",
     "ContextOverflowError",
+    "ChatTemplateError",
     "DecodeError",
     "ModelClosedError",
     "__version__",

@@ -4,7 +4,7 @@ llama-mtp native core: llama.cpp with MTP speculative decoding.
 from __future__ import annotations
 import collections.abc
 import typing
-__all__: list[str] = ['CancelToken', 'ContextOptions', 'GenerationResult', 'GenerationStats', 'Model', 'ModelOptions', 'SamplingOptions', 'Session', 'SpeculatorOptions', 'init_backend', 'quantization_types', 'quantize', 'read_gguf', 'set_log_sink', 'system_info']
+__all__: list[str] = ['CancelToken', 'ChatParsed', 'ChatPrompt', 'ChatTemplates', 'ChatToolCall', 'ContextOptions', 'GenerationResult', 'GenerationStats', 'Model', 'ModelOptions', 'SamplingOptions', 'Session', 'SpeculatorOptions', 'init_backend', 'quantization_types', 'quantize', 'read_gguf', 'set_log_sink', 'system_info']
 class ModelOptions:
     """
     Options for loading a model.
@@ -97,6 +97,9 @@ class Model:
     def path(self) -> str:
         ...
 class ContextOptions:
+    """
+    How a generation context is created (-c, -b, -ub, -t, -fa, -ctk, -ctv).
+    """
     cache_type_k: str
     cache_type_v: str
     flash_attn: str
@@ -134,6 +137,9 @@ class ContextOptions:
     def n_ubatch(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
 class SpeculatorOptions:
+    """
+    Native speculator options (see llama_mtp.Speculator).
+    """
     draft_cache_type_k: str
     draft_cache_type_v: str
     draft_model_path: str
@@ -188,6 +194,10 @@ class SpeculatorOptions:
     def types(self, arg0: collections.abc.Sequence[str]) -> None:
         ...
 class SamplingOptions:
+    """
+    Native sampling options (see llama_mtp.SamplingParams).
+    """
+    generation_prompt: str
     grammar: str
     ignore_eos: bool
     def __init__(self) -> None:
@@ -221,6 +231,30 @@ class SamplingOptions:
         ...
     @presence_penalty.setter
     def presence_penalty(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def reasoning_budget_end(self) -> list[list[int]]:
+        ...
+    @reasoning_budget_end.setter
+    def reasoning_budget_end(self, arg0: collections.abc.Sequence[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]]) -> None:
+        ...
+    @property
+    def reasoning_budget_forced(self) -> list[int]:
+        ...
+    @reasoning_budget_forced.setter
+    def reasoning_budget_forced(self, arg0: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> None:
+        ...
+    @property
+    def reasoning_budget_start(self) -> list[int]:
+        ...
+    @reasoning_budget_start.setter
+    def reasoning_budget_start(self, arg0: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> None:
+        ...
+    @property
+    def reasoning_budget_tokens(self) -> int:
+        ...
+    @reasoning_budget_tokens.setter
+    def reasoning_budget_tokens(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @property
     def repeat_last_n(self) -> int:
@@ -271,6 +305,9 @@ class SamplingOptions:
     def typical_p(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
 class GenerationStats:
+    """
+    Native timings of one generation (see llama_mtp.GenerationStats).
+    """
     @property
     def accepted_per_pos(self) -> list[int]:
         ...
@@ -299,6 +336,9 @@ class GenerationStats:
     def prompt_n(self) -> int:
         ...
 class GenerationResult:
+    """
+    Native result of one generation (see llama_mtp.GenerationOutput).
+    """
     @property
     def finish_reason(self) -> str:
         ...
@@ -315,6 +355,9 @@ class GenerationResult:
     def tokens(self) -> list[int]:
         ...
 class CancelToken:
+    """
+    A flag that stops a running generation within one step: call cancel() from any thread.
+    """
     def __init__(self) -> None:
         ...
     def cancel(self) -> None:
@@ -323,6 +366,9 @@ class CancelToken:
     def cancelled(self) -> bool:
         ...
 class Session:
+    """
+    A generation context on a model; calls on one session are serialized.
+    """
     def __init__(self, model: Model, options: ContextOptions) -> None:
         ...
     def generate(self, prompt: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], sampling: SamplingOptions, speculator: SpeculatorOptions, cache_prompt: bool = True, on_step: typing.Any = None, cancel: CancelToken | None = None, check_signals: bool = False) -> GenerationResult:
@@ -331,6 +377,67 @@ class Session:
         ...
     @property
     def n_ctx(self) -> int:
+        ...
+class ChatToolCall:
+    """
+    A tool call parsed from the model's reply.
+    """
+    @property
+    def arguments(self) -> str:
+        ...
+    @property
+    def id(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+class ChatParsed:
+    """
+    A reply split into content, reasoning and tool calls.
+    """
+    @property
+    def content(self) -> str:
+        ...
+    @property
+    def reasoning_content(self) -> str:
+        ...
+    @property
+    def tool_calls(self) -> list[ChatToolCall]:
+        ...
+class ChatPrompt:
+    """
+    A rendered chat prompt and the parser of its reply.
+    """
+    def parse(self, text: str, partial: bool) -> ChatParsed:
+        ...
+    @property
+    def additional_stops(self) -> list[str]:
+        ...
+    @property
+    def generation_prompt(self) -> str:
+        ...
+    @property
+    def prompt(self) -> str:
+        ...
+    @property
+    def supports_thinking(self) -> bool:
+        ...
+    @property
+    def thinking_end_tags(self) -> list[str]:
+        ...
+    @property
+    def thinking_start_tag(self) -> str:
+        ...
+class ChatTemplates:
+    """
+    The model's chat template (llama.cpp common chat).
+    """
+    def __init__(self, model: Model, override_template: str) -> None:
+        ...
+    def apply(self, messages_json: str, tools_json: str, tool_choice: str, enable_thinking: bool, add_generation_prompt: bool) -> ChatPrompt:
+        ...
+    @property
+    def source(self) -> str:
         ...
 def init_backend(backend_dir: str) -> None:
     """

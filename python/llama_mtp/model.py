@@ -9,6 +9,8 @@ from types import TracebackType
 from typing import Any, Callable
 
 from . import _core
+from .chat import ChatResult, ChatSession, ChatStream, MessageLike
+from .chat import chat as chat_impl
 from .errors import ModelClosedError
 from .gguf_info import MetadataValue, MTPStatus, inspect_gguf
 from .results import GenerationChunk, GenerationOutput
@@ -103,12 +105,14 @@ class Model:
         self._context_options = ctx
         self._session: _core.Session | None = None
         self._session_lock = threading.Lock()
+        self._chat_sessions: dict[str, ChatSession] = {}
 
     # -- lifetime ------------------------------------------------------------------------------
     def close(self) -> None:
         """Release the weights. Further use raises :class:`~llama_mtp.errors.ModelClosedError`."""
         with self._session_lock:
             self._session = None  # the context goes first; running calls keep it until they end
+            self._chat_sessions.clear()
         self._native.close()
 
     @property
@@ -289,17 +293,28 @@ class Model:
             raise ValueError("the prompt is empty")
         return tokens
 
-    def _runner(self, prompt: Prompt, sampling: SamplingParams | None,
+    def _runner(self, tokens: list[int], sampling: _core.SamplingOptions,
                 speculator: SpeculatorLike, cache_prompt: bool) -> RunFn:
-        tokens = self._prompt_tokens(prompt)
-        native_sampling = (sampling or SamplingParams()).to_native()
         native_spec = Speculator.coerce(speculator).to_native()
         session = self._get_session()
 
         def run(on_step: Callable[[str, list[int]], bool], token: _core.CancelToken) -> _core.GenerationResult:
-            return session.generate(tokens, native_sampling, native_spec, cache_prompt, on_step, token, False)
+            return session.generate(tokens, sampling, native_spec, cache_prompt, on_step, token, False)
 
         return run
+
+    def _generate_native(self, tokens: list[int], sampling: _core.SamplingOptions,
+                         speculator: SpeculatorLike, cache_prompt: bool = True,
+                         cancel: _core.CancelToken | None = None) -> GenerationOutput:
+        native_spec = Speculator.coerce(speculator).to_native()
+        session = self._get_session()
+        on_main = threading.current_thread() is threading.main_thread()
+        result = session.generate(tokens, sampling, native_spec, cache_prompt, None, cancel, on_main)
+        return GenerationOutput.from_native(result)
+
+    def _stream_native(self, tokens: list[int], sampling: _core.SamplingOptions,
+                       speculator: SpeculatorLike, cache_prompt: bool = True) -> GenerationStream:
+        return GenerationStream(self._runner(tokens, sampling, speculator, cache_prompt))
 
     def generate(self, prompt: Prompt, sampling: SamplingParams | None = None, *,
                  speculator: SpeculatorLike = None, cache_prompt: bool = True,
@@ -315,13 +330,8 @@ class Model:
         Raises :class:`~llama_mtp.errors.ContextOverflowError` when the prompt does not fit,
         :class:`~llama_mtp.errors.MTPUnavailableError` when MTP is asked of a model without it.
         """
-        tokens = self._prompt_tokens(prompt)
-        session = self._get_session()
-        on_main = threading.current_thread() is threading.main_thread()
-        result = session.generate(tokens, (sampling or SamplingParams()).to_native(),
-                                  Speculator.coerce(speculator).to_native(), cache_prompt, None, cancel,
-                                  on_main)
-        return GenerationOutput.from_native(result)
+        return self._generate_native(self._prompt_tokens(prompt), (sampling or SamplingParams()).to_native(),
+                                     speculator, cache_prompt, cancel)
 
     def stream(self, prompt: Prompt, sampling: SamplingParams | None = None, *,
                speculator: SpeculatorLike = None, cache_prompt: bool = True) -> GenerationStream:
@@ -331,13 +341,52 @@ class Model:
         After the loop, ``stream.output`` holds the full :class:`GenerationOutput`. Closing the
         iterator (``break``) stops generation within one step.
         """
-        return GenerationStream(self._runner(prompt, sampling, speculator, cache_prompt))
+        return self._stream_native(self._prompt_tokens(prompt), (sampling or SamplingParams()).to_native(),
+                                   speculator, cache_prompt)
 
     def astream(self, prompt: Prompt, sampling: SamplingParams | None = None, *,
                 speculator: SpeculatorLike = None,
                 cache_prompt: bool = True) -> AsyncIterator[GenerationChunk]:
         """Async iterator form of :meth:`stream`; decoding runs off the event loop."""
-        return astream(self._runner(prompt, sampling, speculator, cache_prompt))
+        return astream(self._runner(self._prompt_tokens(prompt), (sampling or SamplingParams()).to_native(),
+                                    speculator, cache_prompt))
+
+    # -- chat ----------------------------------------------------------------------------------
+    def _chat_session(self, chat_template: str | None) -> ChatSession:
+        key = chat_template or ""
+        with self._session_lock:
+            if key not in self._chat_sessions:
+                self._chat_sessions[key] = ChatSession(self, chat_template)
+            return self._chat_sessions[key]
+
+    def chat(self, messages: Sequence[MessageLike], sampling: SamplingParams | None = None, *,
+             speculator: SpeculatorLike = None, enable_thinking: bool = True,
+             reasoning_budget: int | None = None, tools: Sequence[Mapping[str, Any]] | None = None,
+             tool_choice: str = "auto", chat_template: str | None = None) -> ChatResult:
+        """Reply to OpenAI-style ``messages`` (dicts or :class:`ChatMessage`).
+
+        The prompt is rendered with the GGUF's own chat template (or ``chat_template``); the reply
+        is split into ``content`` (visible answer), ``reasoning_content`` (the ``<think>`` block)
+        and ``tool_calls``. ``enable_thinking=False`` asks the template for a direct answer;
+        ``reasoning_budget`` caps the thinking tokens (llama.cpp forces the end tag). Consecutive
+        turns reuse the shared prompt prefix. Raises :class:`~llama_mtp.errors.ChatTemplateError`.
+        """
+        out = chat_impl(self, self._chat_session(chat_template), messages, sampling, speculator,
+                        enable_thinking, reasoning_budget, tools, tool_choice, stream=False)
+        assert isinstance(out, ChatResult)
+        return out
+
+    def chat_stream(self, messages: Sequence[MessageLike], sampling: SamplingParams | None = None, *,
+                    speculator: SpeculatorLike = None, enable_thinking: bool = True,
+                    reasoning_budget: int | None = None,
+                    tools: Sequence[Mapping[str, Any]] | None = None, tool_choice: str = "auto",
+                    chat_template: str | None = None) -> ChatStream:
+        """Streaming :meth:`chat`: yields :class:`ChatDelta` s (content and reasoning separately);
+        afterwards ``stream.result`` is the :class:`ChatResult`."""
+        out = chat_impl(self, self._chat_session(chat_template), messages, sampling, speculator,
+                        enable_thinking, reasoning_budget, tools, tool_choice, stream=True)
+        assert isinstance(out, ChatStream)
+        return out
 
     def reset_cache(self) -> None:
         """Forget the cached prompt prefix."""

@@ -1,0 +1,40 @@
+// Binding of the chat template / reply parser (csrc/chat_format.h).
+#include <pybind11/stl.h>
+
+#include "bindings.h"
+#include "chat_format.h"
+
+namespace py = pybind11;
+
+namespace llama_mtp {
+
+void bind_chat(py::module_& m) {
+    py::class_<ChatToolCall>(m, "ChatToolCall", "A tool call parsed from the model's reply.")
+        .def_readonly("name", &ChatToolCall::name)
+        .def_readonly("arguments", &ChatToolCall::arguments)
+        .def_readonly("id", &ChatToolCall::id);
+
+    py::class_<ChatParsed>(m, "ChatParsed", "A reply split into content, reasoning and tool calls.")
+        .def_readonly("content", &ChatParsed::content)
+        .def_readonly("reasoning_content", &ChatParsed::reasoning_content)
+        .def_readonly("tool_calls", &ChatParsed::tool_calls);
+
+    py::class_<ChatPrompt>(m, "ChatPrompt", "A rendered chat prompt and the parser of its reply.")
+        .def_readonly("prompt", &ChatPrompt::prompt)
+        .def_readonly("additional_stops", &ChatPrompt::additional_stops)
+        .def_readonly("generation_prompt", &ChatPrompt::generation_prompt)
+        .def_readonly("supports_thinking", &ChatPrompt::supports_thinking)
+        .def_readonly("thinking_start_tag", &ChatPrompt::thinking_start_tag)
+        .def_readonly("thinking_end_tags", &ChatPrompt::thinking_end_tags)
+        .def("parse", &ChatPrompt::parse, py::arg("text"), py::arg("partial"),
+             py::call_guard<py::gil_scoped_release>());
+
+    py::class_<ChatTemplates>(m, "ChatTemplates", "The model's chat template (llama.cpp common chat).")
+        .def(py::init<const Model&, const std::string&>(), py::arg("model"), py::arg("override_template"))
+        .def_property_readonly("source", &ChatTemplates::source)
+        .def("apply", &ChatTemplates::apply, py::arg("messages_json"), py::arg("tools_json"),
+             py::arg("tool_choice"), py::arg("enable_thinking"), py::arg("add_generation_prompt"),
+             py::call_guard<py::gil_scoped_release>());
+}
+
+}  // namespace llama_mtp
