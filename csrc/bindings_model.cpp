@@ -18,6 +18,7 @@ void bind_model(py::module_& m) {
         .def_readwrite("use_mmap", &ModelOptions::use_mmap)
         .def_readwrite("use_mlock", &ModelOptions::use_mlock)
         .def_readwrite("check_tensors", &ModelOptions::check_tensors)
+        .def_readwrite("no_alloc", &ModelOptions::no_alloc)
         .def_readwrite("load_mtp", &ModelOptions::load_mtp);
 
     py::class_<Model, std::shared_ptr<Model>>(m, "Model", "A loaded GGUF model (native handle).")

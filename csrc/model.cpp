@@ -26,6 +26,28 @@ std::string metadata_str(const GgufFile& file, const std::string& key) {
     return {};
 }
 
+// Files that load but would abort inside a kernel at the first decode (GGML_ASSERT): refuse them
+// here, with the reason, instead of crashing the interpreter later.
+void check_runtime_constraints(const GgufFile& file, const std::string& arch) {
+    for (const auto& t : file.tensors) {
+        if (t.name.find(".ssm_conv1d.") != std::string::npos && t.type != "f32") {
+            throw ModelLoadError("'" + file.path + "': tensor " + t.name + " is " + t.type +
+                                 "; llama.cpp's ssm_conv kernel needs f32 (re-convert or re-quantize "
+                                 "with a current llama.cpp, which keeps it f32)");
+        }
+    }
+    for (const auto& [name, value] : file.metadata) {
+        if (name != arch + ".rope.dimension_sections") continue;
+        int64_t sum = 0;
+        if (auto v = std::get_if<std::vector<int64_t>>(&value)) for (auto x : *v) sum += x;
+        if (auto v = std::get_if<std::vector<uint64_t>>(&value)) for (auto x : *v) sum += static_cast<int64_t>(x);
+        if (sum <= 0) {
+            throw ModelLoadError("'" + file.path + "': " + name + " sums to 0; multi-section RoPE needs "
+                                 "positive sections (the file is corrupt or was written by a broken tool)");
+        }
+    }
+}
+
 }  // namespace
 
 Model::Model(const std::string& path, const ModelOptions& options)
@@ -38,13 +60,15 @@ Model::Model(const std::string& path, const ModelOptions& options)
         throw ModelLoadError("'" + path + "' has no 'general.architecture' key; it is not a model GGUF.");
     }
     n_mtp_layers_ = static_cast<int32_t>(metadata_int(file_, arch_ + ".nextn_predict_layers", 0));
+    check_runtime_constraints(file_, arch_);
 
     llama_model_params params = llama_model_default_params();
     params.n_gpu_layers = options.n_gpu_layers;
     params.main_gpu = options.main_gpu;
     params.vocab_only = options.vocab_only;
     params.check_tensors = options.check_tensors;
-    if (options.use_mmap) {
+    params.no_alloc = options.no_alloc;
+    if (options.use_mmap && !options.no_alloc) {  // no_alloc maps nothing (llama.cpp asserts)
         params.load_mode = options.use_mlock ? LLAMA_LOAD_MODE_MMAP_MLOCK : LLAMA_LOAD_MODE_MMAP;
     } else {
         params.load_mode = options.use_mlock ? LLAMA_LOAD_MODE_MLOCK : LLAMA_LOAD_MODE_NONE;

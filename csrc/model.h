@@ -22,6 +22,8 @@ struct ModelOptions {
     bool use_mmap = true;
     bool use_mlock = false;
     bool check_tensors = false;
+    // Only read metadata and check every tensor's name and shape; allocate no weights.
+    bool no_alloc = false;
     // nullopt: load the MTP head when the file declares one (<arch>.nextn_predict_layers > 0).
     std::optional<bool> load_mtp;
 };

@@ -11,6 +11,7 @@ class ModelOptions:
     """
     check_tensors: bool
     load_mtp: bool | None
+    no_alloc: bool
     use_mlock: bool
     use_mmap: bool
     vocab_only: bool

@@ -1,0 +1,120 @@
+"""Command-line options with llama-cli's names and meanings, shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..sampling import DEFAULT_SEED, SamplingParams
+from ..speculator import SPEC_TYPES, Speculator
+
+
+def add_model_args(p: argparse.ArgumentParser, *, model_required: bool = True) -> None:
+    """-m, -c, -b, -ub, -t, -tb, -ngl, -fa, -ctk, -ctv, --mlock, --no-mmap."""
+    g = p.add_argument_group("model and context (llama-cli names)")
+    g.add_argument("-m", "--model", required=model_required, help="GGUF model file")
+    g.add_argument("-c", "--ctx-size", type=int, default=4096, help="context size in tokens (0 = from model)")
+    g.add_argument("-b", "--batch-size", type=int, default=2048, help="logical batch size")
+    g.add_argument("-ub", "--ubatch-size", type=int, default=512, help="physical batch size")
+    g.add_argument("-t", "--threads", type=int, default=None, help="threads for generation")
+    g.add_argument("-tb", "--threads-batch", type=int, default=None, help="threads for prompt batches")
+    g.add_argument("-ngl", "--gpu-layers", "--n-gpu-layers", dest="gpu_layers", type=int, default=-1,
+                   help="layers on the GPU (-1 or 999 = all)")
+    g.add_argument("-fa", "--flash-attn", choices=("on", "off", "auto"), default="auto")
+    g.add_argument("-ctk", "--cache-type-k", default="f16", help="KV cache type for K")
+    g.add_argument("-ctv", "--cache-type-v", default="f16", help="KV cache type for V")
+    g.add_argument("--mlock", action="store_true", help="lock the model in RAM")
+    g.add_argument("--no-mmap", action="store_true", help="read the model instead of mapping it")
+
+
+def add_sampling_args(p: argparse.ArgumentParser) -> None:
+    """-n, --temp, --top-k, --top-p, --min-p, penalties, -s, -r, --grammar, --ignore-eos."""
+    g = p.add_argument_group("sampling (llama-cli names)")
+    g.add_argument("-n", "--predict", "--n-predict", dest="n_predict", type=int, default=-1,
+                   help="tokens to generate (-1 = until end of generation or a full context)")
+    g.add_argument("--temp", "--temperature", dest="temp", type=float, default=0.8)
+    g.add_argument("--top-k", type=int, default=40)
+    g.add_argument("--top-p", type=float, default=0.95)
+    g.add_argument("--min-p", type=float, default=0.05)
+    g.add_argument("--repeat-penalty", type=float, default=1.0)
+    g.add_argument("--repeat-last-n", type=int, default=64)
+    g.add_argument("--presence-penalty", type=float, default=0.0)
+    g.add_argument("--frequency-penalty", type=float, default=0.0)
+    g.add_argument("-s", "--seed", type=int, default=-1, help="RNG seed (-1 = random)")
+    g.add_argument("-r", "--reverse-prompt", "--stop", dest="stop", action="append", default=[],
+                   help="stop generating at this string (repeatable)")
+    g.add_argument("--grammar", default=None, help="GBNF grammar constraining the output")
+    g.add_argument("--grammar-file", type=Path, default=None)
+    g.add_argument("--ignore-eos", action="store_true")
+
+
+def add_spec_args(p: argparse.ArgumentParser) -> None:
+    """--spec-type, --spec-draft-n-max/-n-min/-p-min/-ngl, -md."""
+    g = p.add_argument_group("speculative decoding (llama.cpp names)")
+    g.add_argument("--spec-type", choices=SPEC_TYPES, default="none",
+                   help="speculator: draft-mtp uses the model's own MTP head")
+    g.add_argument("--spec-draft-n-max", "--draft-max", dest="spec_n_max", type=int, default=3,
+                   help="tokens drafted per step")
+    g.add_argument("--spec-draft-n-min", "--draft-min", dest="spec_n_min", type=int, default=0)
+    g.add_argument("--spec-draft-p-min", "--draft-p-min", dest="spec_p_min", type=float, default=0.0)
+    g.add_argument("--spec-draft-ngl", "-ngld", "--gpu-layers-draft", dest="spec_ngl", type=int, default=-1)
+    g.add_argument("--spec-draft-model", "-md", "--model-draft", dest="spec_model", default=None,
+                   help="draft-simple: the draft GGUF; draft-mtp: an MTP sidecar GGUF")
+
+
+def add_chat_args(p: argparse.ArgumentParser) -> None:
+    """--jinja, -rea/--reasoning, --reasoning-budget, -sys, --chat-template(-file)."""
+    g = p.add_argument_group("chat (llama-cli names)")
+    g.add_argument("--jinja", action="store_true", help="treat the prompt as a user message and apply "
+                   "the model's chat template")
+    g.add_argument("-rea", "--reasoning", choices=("on", "off", "auto"), default="auto",
+                   help="thinking on/off (auto: the template's default)")
+    g.add_argument("--reasoning-budget", type=int, default=-1, help="max thinking tokens (-1 = unlimited)")
+    g.add_argument("-sys", "--system-prompt", default=None)
+    g.add_argument("--chat-template", default=None, help="jinja template overriding the GGUF's")
+    g.add_argument("--chat-template-file", type=Path, default=None)
+
+
+def model_kwargs(a: argparse.Namespace) -> dict[str, object]:
+    """Keyword arguments of :class:`llama_mtp.Model` from parsed options."""
+    return dict(n_gpu_layers=-1 if a.gpu_layers >= 999 else a.gpu_layers, n_ctx=a.ctx_size,
+                n_batch=a.batch_size, n_ubatch=a.ubatch_size, n_threads=a.threads,
+                n_threads_batch=a.threads_batch, flash_attn=a.flash_attn, cache_type_k=a.cache_type_k,
+                cache_type_v=a.cache_type_v, use_mlock=a.mlock, use_mmap=not a.no_mmap)
+
+
+def sampling_from(a: argparse.Namespace) -> SamplingParams:
+    """SamplingParams from parsed options (greedy when --temp 0, as llama.cpp)."""
+    grammar = a.grammar
+    if a.grammar_file is not None:
+        grammar = a.grammar_file.read_text(encoding="utf-8")
+    return SamplingParams(temperature=max(0.0, a.temp), top_k=a.top_k, top_p=a.top_p, min_p=a.min_p,
+                          repeat_penalty=a.repeat_penalty, repeat_last_n=a.repeat_last_n,
+                          presence_penalty=a.presence_penalty, frequency_penalty=a.frequency_penalty,
+                          seed=DEFAULT_SEED if a.seed < 0 else a.seed,
+                          max_tokens=None if a.n_predict < 0 else a.n_predict, stop=list(a.stop),
+                          grammar=grammar, ignore_eos=a.ignore_eos)
+
+
+def speculator_from(a: argparse.Namespace) -> Speculator:
+    """Speculator from --spec-* options."""
+    if a.spec_type == "none":
+        return Speculator.none()
+    return Speculator(a.spec_type, n_max=a.spec_n_max, n_min=a.spec_n_min, p_min=a.spec_p_min,
+                      gpu_layers=-1 if a.spec_ngl >= 999 else a.spec_ngl, model_path=a.spec_model)
+
+
+def chat_template_from(a: argparse.Namespace) -> str | None:
+    """The --chat-template / --chat-template-file override, if any."""
+    if a.chat_template_file is not None:
+        return str(a.chat_template_file.read_text(encoding="utf-8"))
+    return a.chat_template if a.chat_template else None
+
+
+def utf8_stdio() -> None:
+    """Make stdout/stderr UTF-8 whatever the console's code page (Chinese must arrive intact)."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(encoding="utf-8", errors="replace")

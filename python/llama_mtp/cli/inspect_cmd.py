@@ -1,0 +1,101 @@
+"""``llama-mtp inspect``: the card's loadability check, without loading weights."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..errors import LlamaMTPError, ModelLoadError
+from ..gguf_info import GGUFReport, inspect_gguf
+from .. import _core
+from ..system import ensure_backend
+
+
+def add_parser(sub: Any) -> None:
+    """Register the subcommand."""
+    p = sub.add_parser("inspect", help="check that a GGUF is loadable and show what it holds",
+                       description="Validates the GGUF (magic, version, counts, every tensor inside the "
+                                   "file), the architecture and hyper-parameters (vocabulary-only load), "
+                                   "and the MTP head. Exit status 0 only when the file is loadable.")
+    p.add_argument("model", help="GGUF file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def check(path: str) -> tuple[GGUFReport | None, list[str]]:
+    """The report (None if unreadable) and the reasons the file is not loadable (empty: loadable)."""
+    try:
+        report = inspect_gguf(path)
+    except (ModelLoadError, FileNotFoundError) as exc:
+        return None, [str(exc)]
+    ensure_backend()
+    problems: list[str] = []
+    mtp_problem = report.mtp.problem
+    if mtp_problem:
+        problems.append(mtp_problem)
+    try:
+        # llama.cpp reads the metadata and checks every tensor's name and shape against the
+        # architecture, without allocating or reading weights (llama_model_params.no_alloc).
+        options = _core.ModelOptions()
+        options.no_alloc = True
+        options.n_gpu_layers = 0
+        options.load_mtp = report.mtp.declared_layers > 0
+        _core.Model(path, options).close()
+    except LlamaMTPError as exc:
+        problems.append(str(exc))
+    return report, problems
+
+
+def summary(report: GGUFReport, problems: list[str]) -> dict[str, Any]:
+    """JSON-ready summary."""
+    mtp = report.mtp
+    return {
+        "path": report.path, "loadable": not problems, "problems": problems,
+        "gguf_version": report.version, "file_size": report.file_size,
+        "architecture": report.arch, "name": report.metadata.get("general.name"),
+        "n_params": report.n_params, "n_tensors": len(report.tensors),
+        "quantization_mix": report.quantization_mix, "file_type": report.metadata.get("general.file_type"),
+        "context_length": report.context_length, "block_count": report.block_count,
+        "mtp": {"present": mtp.present, "complete": mtp.complete,
+                "nextn_predict_layers": mtp.declared_layers, "mtp_blocks": mtp.mtp_blocks,
+                "missing_tensors": mtp.missing_tensors},
+        "chat_template": report.has_chat_template,
+        "tokenizer": report.metadata.get("tokenizer.ggml.model"),
+        "tokenizer_pre": report.metadata.get("tokenizer.ggml.pre"),
+    }
+
+
+def run(a: argparse.Namespace) -> int:
+    """Entry point of ``llama-mtp inspect``."""
+    report, problems = check(a.model)
+    if report is None:
+        if a.json:
+            print(json.dumps({"path": a.model, "loadable": False, "problems": problems}))
+        else:
+            print(f"{a.model}: NOT LOADABLE\n  {problems[0]}")
+        return 1
+    info = summary(report, problems)
+    if a.json:
+        print(json.dumps(info, ensure_ascii=False))
+        return 0 if not problems else 1
+    gib = report.file_size / 2**30
+    mix = ", ".join(f"{k}: {v}" for k, v in report.quantization_mix.items())
+    mtp = report.mtp
+    mtp_line = ("complete" if mtp.complete else "INCOMPLETE" if mtp.present else "absent")
+    print(f"file          : {report.path} ({report.file_size} bytes, {gib:.2f} GiB)")
+    print(f"GGUF          : version {report.version}, {len(report.tensors)} tensors, "
+          f"{len(report.metadata)} metadata keys")
+    print(f"architecture  : {report.arch}   parameters: {report.n_params / 1e9:.3f} B")
+    print(f"context length: {report.context_length}   blocks: {report.block_count}")
+    print(f"quantization  : {mix}")
+    print(f"MTP           : {mtp_line} (nextn_predict_layers={mtp.declared_layers}, "
+          f"nextn blocks={mtp.mtp_blocks})")
+    print(f"chat template : {'yes' if report.has_chat_template else 'no'}")
+    if problems:
+        print("NOT LOADABLE:")
+        for p in problems:
+            print(f"  - {p}")
+        return 1
+    print("loadable      : yes")
+    return 0
