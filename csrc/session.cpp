@@ -118,7 +118,7 @@ void Session::free_context() {
     ctx_ = nullptr;
 }
 
-uint32_t Session::n_ctx() const { return ctx_ ? llama_n_ctx(ctx_) : options_.n_ctx; }
+uint32_t Session::n_ctx() const { return options_.n_ctx; }
 
 void Session::reset() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -180,7 +180,8 @@ GenerationResult Session::generate(const std::vector<llama_token>& prompt, const
 
     llama_model* model = handle_.get();
     const llama_vocab* vocab = llama_model_get_vocab(model);
-    const int32_t n_ctx = static_cast<int32_t>(llama_n_ctx(ctx_));
+    // llama.cpp may round the context up; the user's n_ctx is the limit they asked for.
+    const int32_t n_ctx = static_cast<int32_t>(std::min(llama_n_ctx(ctx_), options_.n_ctx));
     const int32_t n_batch = static_cast<int32_t>(llama_n_batch(ctx_));
     llama_memory_t mem_tgt = llama_get_memory(ctx_);
     llama_memory_t mem_dft = speculator_ ? speculator_->mem_dft() : nullptr;
