@@ -111,11 +111,7 @@ int32_t Model::n_ctx_train() const { return llama_model_n_ctx_train(handle().get
 int32_t Model::n_embd() const { return llama_model_n_embd(handle().get()); }
 int32_t Model::n_mtp_layers() const { return n_mtp_layers_; }
 
-int32_t Model::n_layer() const {
-    // llama.cpp counts the MTP block(s) in n_layer for converter-made qwen35 files.
-    const int32_t total = llama_model_n_layer(handle().get());
-    return total - llama_model_n_layer_nextn(handle().get());
-}
+int32_t Model::n_layer() const { return llama_model_n_layer(handle().get()); }  // MTP blocks excluded
 
 std::string Model::description() const {
     char buf[256];
