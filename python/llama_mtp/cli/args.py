@@ -76,6 +76,14 @@ def add_chat_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--chat-template-file", type=Path, default=None)
 
 
+def add_generation_args(p: argparse.ArgumentParser) -> None:
+    """Every option a generating subcommand takes (model, sampling, speculative, chat)."""
+    add_model_args(p)
+    add_sampling_args(p)
+    add_spec_args(p)
+    add_chat_args(p)
+
+
 def model_kwargs(a: argparse.Namespace) -> dict[str, object]:
     """Keyword arguments of :class:`llama_mtp.Model` from parsed options."""
     return dict(n_gpu_layers=-1 if a.gpu_layers >= 999 else a.gpu_layers, n_ctx=a.ctx_size,

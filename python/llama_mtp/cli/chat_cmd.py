@@ -16,10 +16,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("chat", help="interactive chat; /exit quits, Ctrl-C stops the current answer")
     p.add_argument("--hide-reasoning", action="store_true", help="do not show the thinking block")
     p.add_argument("--timings", action="store_true", help="print timing lines after each answer")
-    cli_args.add_model_args(p)
-    cli_args.add_sampling_args(p)
-    cli_args.add_spec_args(p)
-    cli_args.add_chat_args(p)
+    cli_args.add_generation_args(p)
     p.set_defaults(func=run)
 
 

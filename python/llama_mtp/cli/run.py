@@ -24,10 +24,7 @@ def add_parser(sub: Any) -> None:
     src.add_argument("-p", "--prompt", default=None)
     src.add_argument("-f", "--file", type=Path, default=None, help="read the prompt from a UTF-8 file")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    cli_args.add_model_args(p)
-    cli_args.add_sampling_args(p)
-    cli_args.add_spec_args(p)
-    cli_args.add_chat_args(p)
+    cli_args.add_generation_args(p)
     p.set_defaults(func=run)
 
 

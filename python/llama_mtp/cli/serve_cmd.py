@@ -15,10 +15,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--alias", default=None, help="model name reported by /v1/models")
-    cli_args.add_model_args(p)
-    cli_args.add_sampling_args(p)
-    cli_args.add_spec_args(p)
-    cli_args.add_chat_args(p)
+    cli_args.add_generation_args(p)
     p.set_defaults(func=run)
 
 
