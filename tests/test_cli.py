@@ -112,7 +112,10 @@ def test_inspect_good_files(tiny_model_path: Path, tiny_nomtp_path: Path) -> Non
     assert plain["loadable"] and not plain["mtp"]["present"]
 
 
-def test_inspect_broken_files(tiny_model_path: Path, tiny_nomtp_path: Path, tmp_path: Path) -> None:
+def test_inspect_broken_files(synthetic_model: ModelFactory, tmp_path: Path) -> None:
+    # A 4,096-token vocabulary keeps the rewritten copies small and fast to write.
+    tiny_model_path = synthetic_model(vocab_size=4096)
+    tiny_nomtp_path = synthetic_model(vocab_size=4096, mtp=False)
     data = tiny_model_path.read_bytes()
     truncated = tmp_path / "truncated.gguf"
     truncated.write_bytes(data[: len(data) // 2])
