@@ -1,6 +1,7 @@
 // Binding of the generation session (csrc/session.h): option/result structs, GIL release during
 // generation, and the per-step callback that re-takes the GIL only to hand a chunk to Python.
 #include <atomic>
+#include <chrono>
 #include <optional>
 
 #include <pybind11/functional.h>
@@ -133,9 +134,15 @@ void bind_session(py::module_& m) {
                         }
                     };
                 }
+                // Signals are looked at every 50 ms at most: taking the GIL every decoding step
+                // would make the loop wait behind any busy Python thread.
+                auto last_signal_check = std::chrono::steady_clock::now();
                 CancelCheck cancel = [&]() {
                     if (token && token->cancelled.load()) return true;
                     if (!check_signals) return false;
+                    const auto now = std::chrono::steady_clock::now();
+                    if (now - last_signal_check < std::chrono::milliseconds(50)) return false;
+                    last_signal_check = now;
                     py::gil_scoped_acquire gil;  // Ctrl-C reaches us as a pending signal
                     if (PyErr_CheckSignals() != 0) {
                         python_error = std::make_unique<py::error_already_set>();

@@ -15,6 +15,8 @@ class PromptCache {
 public:
     PromptCache(llama_context* ctx_tgt, bool recurrent, size_t max_checkpoints = 3);
 
+    bool recurrent() const { return recurrent_; }
+
     // Tokens whose state is in the target's memory, in order.
     const std::vector<llama_token>& tokens() const { return tokens_; }
     std::vector<llama_token>& tokens() { return tokens_; }

@@ -225,30 +225,39 @@ GenerationResult Session::generate(const std::vector<llama_token>& prompt, const
     // state is checkpointed a few tokens before the end (a chat template re-renders the tail of
     // the previous turn differently: the next turn resumes there, as llama-server does) and just
     // before the last token (the same prompt again).
-    const size_t last = prompt.size() - 1;
-    const size_t early_checkpoint = last > n_reused + 4 ? last - 4 : 0;
+    // Without a prompt cache to serve, or for a model whose memory can be truncated anywhere,
+    // no checkpoint is needed and the whole prompt goes in one pass (one weight pass fewer).
+    const bool checkpoints = cache_prompt && cache_->recurrent();
+    const size_t last = checkpoints ? prompt.size() - 1 : prompt.size();
+    const size_t early_checkpoint = checkpoints && last > n_reused + 4 ? last - 4 : 0;
     for (size_t i = n_reused; i < last;) {
         if (cancel && cancel()) {
             result.finish_reason = FinishReason::kCancelled;
             return result;
         }
-        if (i == early_checkpoint) cache_->checkpoint();
+        if (checkpoints && i == early_checkpoint) cache_->checkpoint();
         size_t n = std::min(static_cast<size_t>(n_batch), last - i);
         if (i < early_checkpoint && i + n > early_checkpoint) n = early_checkpoint - i;
         batch.clear();
-        for (size_t j = 0; j < n; ++j) batch.add(prompt[i + j], static_cast<llama_pos>(i + j), 0, false);
+        for (size_t j = 0; j < n; ++j) {
+            const size_t pos = i + j;
+            batch.add(prompt[pos], static_cast<llama_pos>(pos), 0, pos + 1 == prompt.size());
+        }
         decode("prompt");
         cached.insert(cached.end(), prompt.begin() + static_cast<std::ptrdiff_t>(i),
                       prompt.begin() + static_cast<std::ptrdiff_t>(i + n));
         i += n;
     }
-    cache_->checkpoint();
-    batch.clear();
-    batch.add(prompt[last], static_cast<llama_pos>(last), 0, true);
-    decode("prompt");
-    cached.push_back(prompt[last]);
+    if (checkpoints) {
+        cache_->checkpoint();
+        batch.clear();
+        batch.add(prompt[last], static_cast<llama_pos>(last), 0, true);
+        decode("prompt");
+        cached.push_back(prompt[last]);
+    }
     for (llama_token t : prompt) common_sampler_accept(smpl.get(), t, false);
-    llama_token id_last = common_sampler_sample(smpl.get(), ctx_, 0);
+    // The last prompt token's logits are the last output of the last decoded batch.
+    llama_token id_last = common_sampler_sample(smpl.get(), ctx_, -1);
     common_sampler_accept(smpl.get(), id_last, true);
     stats.prompt_ms = ms_since(t_prompt);
 

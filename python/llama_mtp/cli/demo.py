@@ -87,3 +87,8 @@ def report(plain: GenerationOutput, mtp: GenerationOutput, n_max: int) -> None:
           f" -> speed-up x{speedup:.2f}; draft acceptance {mtp.stats.draft_acceptance_rate * 100:.1f} %")
     print(f"outputs identical: {'yes' if same else 'NO (this is a bug: please report it)'} "
           f"({len(plain.tokens)} tokens)")
+    if speedup < 1.0:
+        print("note: MTP pays off where decoding is bound by memory bandwidth (GPUs, large models). "
+              "Here verifying a draft of k tokens costs nearly k+1 single steps (decoding is bound "
+              "by compute on this CPU), so the drafts cannot win time back; llama.cpp's own "
+              "llama-server shows the same ratio on this machine (see README, Performance).")
