@@ -1,0 +1,48 @@
+"""Benchmark worker for llama-mtp: one model loaded, JSON requests on stdin, JSON results on stdout.
+
+Request:  {"prompt_file": PATH, "n_predict": N, "n_max": K (0 = plain), "stream": false}
+Reply:    {"prompt_n", "prompt_ms", "predicted_n", "predicted_ms", "draft_n",
+           "draft_n_accepted", "tokens"}  (llama-server's timing names)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+
+def main() -> int:
+    from llama_mtp import Model, SamplingParams, Speculator
+
+    cfg = json.loads(sys.argv[1])
+    model = Model(cfg["model"], n_threads=cfg["threads"], n_threads_batch=cfg["threads"],
+                  n_ctx=cfg["n_ctx"], n_batch=cfg["n_batch"], n_ubatch=cfg["n_ubatch"])
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        req = json.loads(line)
+        with open(req["prompt_file"], encoding="utf-8") as f:
+            text = f.read()
+        tokens = model.tokenize(text, add_special=True, parse_special=True)
+        sp = SamplingParams.greedy(max_tokens=int(req["n_predict"]))
+        spec = Speculator.mtp(int(req["n_max"])) if req.get("n_max") else None
+        t0 = time.perf_counter()
+        if req.get("stream"):
+            stream = model.stream(tokens, sp, speculator=spec, cache_prompt=False)
+            for _ in stream:
+                pass
+            out = stream.output
+            assert out is not None
+        else:
+            out = model.generate(tokens, sp, speculator=spec, cache_prompt=False)
+        wall = time.perf_counter() - t0
+        s = out.stats
+        print(json.dumps({"prompt_n": s.prompt_n, "prompt_ms": s.prompt_ms,
+                          "predicted_n": s.predicted_n, "predicted_ms": s.predicted_ms,
+                          "draft_n": s.draft_n, "draft_n_accepted": s.draft_n_accepted,
+                          "wall_s": wall, "tokens": out.tokens}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# GPU benchmark in one command: build the CUDA variant for this machine's GPU, write the
+# qwen3.6-27b-shape synthetic model (Q4_K_M, MTP agreement 0.8), run the model card's table
+# (non-MTP, MTP n_max 1/2/3 x short / ~8k / ~32k prompts) for llama-mtp and for llama.cpp's
+# llama-server / llama-cli from the SAME build, print one Markdown table, save it under $OUT.
+#
+#   bash benches/gpu_bench.sh              # on a machine with an NVIDIA GPU and nvcc
+#   bash benches/gpu_bench.sh --cpu-smoke  # same code paths on CPU: tiny preset, short prompts
+#   bash benches/gpu_bench.sh --dry-run    # print the plan and the commands, run nothing
+#
+# Budget: under 8 minutes on an H200 (16 cores). The build is one CMake build directory for the
+# extension AND the tools (ggml-cuda compiled once, for one architecture, targets _core,
+# llama-server and llama-cli only); the model is written by benches/gpu_model.py IN PARALLEL
+# with the build (it needs no compiled extension); the runs have a deadline and skip, and
+# mark, what would not fit.
+#
+# Environment: PYTHON (default: .venv/bin/python, else python3) with numpy, gguf, tqdm,
+# pybind11, cmake, ninja and the synthetic builder's tokenizer dependency installed (e.g.
+# `pip install -e '.[test]'` once); CUDACXX / nvcc on PATH / /usr/local/cuda/bin/nvcc;
+# CUDA_ARCH (e.g. 90) to override nvidia-smi's compute capability; OUT (results directory);
+# LLAMA_MTP_BENCH_CACHE (default benches/.cache); GPU_BENCH_BUDGET_S (default 470).
+# The switch is the project's: -DLLAMA_MTP_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=<arch> (what
+# `pip install . -C cmake.define.LLAMA_MTP_CUDA=ON ...` passes), plus
+# -DLLAMA_MTP_REFERENCE_TOOLS=ON for the tools. Nothing is installed into the environment: the
+# extension is staged into the build directory and put on PYTHONPATH.
+set -euo pipefail
+
+MODE=gpu
+DRY=0
+for arg in "$@"; do
+  case "$arg" in
+    --cpu-smoke) MODE=cpu ;;
+    --dry-run) DRY=1 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $arg" >&2; exit 2 ;;
+  esac
+done
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+T0=$(date +%s)
+BUDGET=${GPU_BENCH_BUDGET_S:-470}
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x "$ROOT/.venv/bin/python" ]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python3; fi
+fi
+# the interpreter's own cmake/ninja first (pip's cmake in a venv): the versions that configured
+# the extension's build
+PATH="$(dirname "$PYTHON"):$PATH"
+CACHE=${LLAMA_MTP_BENCH_CACHE:-$ROOT/benches/.cache}
+STAMP=$(date +%Y%m%d-%H%M%S)
+RESULTS=${OUT:-$ROOT/benches/results}/gpu-$MODE-$STAMP
+JOBS=$(nproc)
+
+log() { echo "[gpu_bench +$(( $(date +%s) - T0 ))s] $*"; }
+run() {  # echo, then run unless --dry-run
+  echo "+ $*"
+  if [ "$DRY" = 0 ]; then "$@"; fi
+}
+
+if [ "$MODE" = gpu ]; then
+  BUILD=${GPU_BENCH_BUILD:-$CACHE/gpu-build}
+  PRESET=qwen3.6-27b
+  PROMPTS=short,8192,30000
+  NGL=999
+  NICE=()
+  BUILD_JOBS=$(( JOBS > 4 ? JOBS - 1 : JOBS ))  # one core for the model writer
+  if [ -z "${CUDA_ARCH:-}" ]; then
+    if command -v nvidia-smi >/dev/null 2>&1; then
+      CUDA_ARCH=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1 | tr -d ' .')
+    elif [ "$DRY" = 1 ]; then
+      CUDA_ARCH=90
+    else
+      echo "no nvidia-smi: set CUDA_ARCH (e.g. 90 for H100/H200) or use --cpu-smoke" >&2; exit 1
+    fi
+  fi
+  NVCC=${CUDACXX:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+  CMAKE_VARIANT=(-DLLAMA_MTP_CUDA=ON "-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCH}-real"
+                 "-DCMAKE_CUDA_COMPILER=$NVCC")
+  if [ "$DRY" = 0 ] && [ ! -x "$NVCC" ]; then
+    echo "nvcc not found (CUDACXX, PATH, /usr/local/cuda/bin): install a CUDA toolkit" >&2; exit 1
+  fi
+  # A toolkit without cuBLAS (nvcc from PyPI): assemble one with the project's helper.
+  TK=$(cd "$(dirname "$NVCC")/.." 2>/dev/null && pwd || echo /usr/local/cuda)
+  if ! ls "$TK"/include/cublas_v2.h "$TK"/targets/*/include/cublas_v2.h >/dev/null 2>&1 \
+      && [ -f "$ROOT/wheels/cuda_toolkit.py" ]; then
+    log "no cuBLAS next to $NVCC: assembling a toolkit with wheels/cuda_toolkit.py"
+    if [ "$DRY" = 0 ]; then
+      TKROOT=$("$PYTHON" "$ROOT/wheels/cuda_toolkit.py" --cuda-root "$TK" | tail -n 1)
+    else
+      TKROOT='$(python wheels/cuda_toolkit.py)'
+    fi
+    CMAKE_VARIANT=(-DLLAMA_MTP_CUDA=ON "-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCH}-real"
+                   "-DCUDAToolkit_ROOT=$TKROOT" "-DCMAKE_CUDA_COMPILER=$TKROOT/bin/nvcc")
+  fi
+  # the staged build finds cudart/cuBLAS through its build-tree RPATH, not the pip packages
+  export LLAMA_MTP_SKIP_CUDA_RUNTIME=${LLAMA_MTP_SKIP_CUDA_RUNTIME:-1}
+else
+  # CPU: the build directory of benches/refs.py (same switches: Release, reference tools, the
+  # extension's CPU flags), so the smoke test reuses its llama.cpp objects
+  BUILD=${GPU_BENCH_BUILD:-$CACHE/tools}
+  PRESET=tiny
+  PROMPTS=short,512,1024
+  NGL=0
+  NICE=(nice -n 10)
+  BUILD_JOBS=$(( JOBS > 2 ? 2 : JOBS ))
+  CUDA_ARCH=none
+  CMAKE_VARIANT=(-DLLAMA_MTP_CUDA=OFF)
+  BUDGET=${GPU_BENCH_BUDGET_S:-1800}
+fi
+MODEL=$CACHE/models/$PRESET-Q4_K_M-a0.8.gguf
+STAGE=$BUILD/stage
+if [ "$DRY" = 0 ]; then mkdir -p "$CACHE/models" "$RESULTS"; fi
+log "mode $MODE, arch $CUDA_ARCH, $JOBS CPUs (build -j$BUILD_JOBS), budget ${BUDGET}s, results $RESULTS"
+
+# 1. the model, in the background (pure Python: no compiled extension needed) -----------------
+MODEL_PID=""
+T_MODEL0=$(date +%s)
+if [ -f "$MODEL" ]; then
+  log "model $MODEL exists"
+else
+  log "writing $MODEL in the background"
+  echo "+ ${NICE[*]} $PYTHON benches/gpu_model.py $MODEL --preset $PRESET --quant Q4_K_M --agreement 0.8"
+  if [ "$DRY" = 0 ]; then
+    "${NICE[@]}" "$PYTHON" benches/gpu_model.py "$MODEL" --preset "$PRESET" --quant Q4_K_M \
+      --agreement 0.8 > "$RESULTS/model.log" 2>&1 &
+    MODEL_PID=$!
+  fi
+fi
+
+# 2. one build directory: extension + tools, the variant's flags -----------------------------
+T_BUILD0=$(date +%s)
+PYBIND11_DIR=$("$PYTHON" -m pybind11 --cmakedir 2>/dev/null || echo MISSING-pybind11)
+run "${NICE[@]}" cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DLLAMA_MTP_REFERENCE_TOOLS=ON "-DPython_EXECUTABLE=$PYTHON" "-Dpybind11_DIR=$PYBIND11_DIR" \
+  "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON" "${CMAKE_VARIANT[@]}" --log-level=WARNING
+run "${NICE[@]}" cmake --build "$BUILD" -j "$BUILD_JOBS" --target _core llama-server llama-cli
+T_BUILD=$(( $(date +%s) - T_BUILD0 ))
+log "build: ${T_BUILD}s"
+
+# 3. stage the package: the sources + the freshly built extension -----------------------------
+run rm -rf "$STAGE"
+run mkdir -p "$STAGE"
+run cp -r "$ROOT/python/llama_mtp" "$STAGE/llama_mtp"
+if [ "$DRY" = 0 ]; then
+  cp "$BUILD"/_core*.so "$STAGE/llama_mtp/"
+  if [ -f "$BUILD/_cuda_build.json" ]; then cp "$BUILD/_cuda_build.json" "$STAGE/llama_mtp/"; fi
+fi
+
+# 4. wait for the model ----------------------------------------------------------------------
+if [ -n "$MODEL_PID" ]; then
+  log "waiting for the model writer"
+  if ! wait "$MODEL_PID"; then cat "$RESULTS/model.log" >&2; echo "model writing failed" >&2; exit 1; fi
+  tail -n 1 "$RESULTS/model.log"
+fi
+T_MODEL=$(( $(date +%s) - T_MODEL0 ))
+
+# 5. the table --------------------------------------------------------------------------------
+DEADLINE=$(( T0 + BUDGET ))
+INFO="{\"mode\": \"$MODE\", \"cuda_arch\": \"$CUDA_ARCH\", \"build_s\": $T_BUILD, \"model_ready_s\": $T_MODEL, \"build_jobs\": $BUILD_JOBS}"
+export LLAMA_MTP_STAGE="$STAGE"
+run "${NICE[@]}" "$PYTHON" benches/gpu_bench.py --model "$MODEL" --tools "$BUILD/bin" \
+  --out "$RESULTS" --deadline "$DEADLINE" --prompts "$PROMPTS" --ngl "$NGL" \
+  --build-info "$INFO" $( [ "$MODE" = cpu ] && echo "--n-predict 32 --long-predict 8 --n-ctx 4096 --threads 1" )
+log "done in $(( $(date +%s) - T0 ))s; results in $RESULTS"
