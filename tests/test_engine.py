@@ -290,3 +290,19 @@ def test_closed_model(tiny_model_path: Path) -> None:
         model.generate(PROMPT, greedy(4))
     with pytest.raises(ModelClosedError):
         model.tokenize("x")
+
+
+def test_mtp_head_from_a_sidecar_gguf(synthetic_model: ModelFactory, tmp_path: Path) -> None:
+    """A release that ships the trunk and the MTP head (`mtp-*.gguf`) as two files."""
+    from tests.gguf_edit import rewrite
+
+    full = synthetic_model(vocab_size=4096)
+    trunk = synthetic_model(vocab_size=4096, mtp=False)
+    sidecar = rewrite(full, tmp_path / "mtp-model.gguf",
+                      drop_tensor=lambda name: name.startswith("blk.") and not name.startswith("blk.4."))
+    with Model(trunk, n_ctx=512, n_threads=1) as model:
+        assert not model.has_mtp
+        base = model.generate(PROMPT, greedy(48))
+        out = model.generate(PROMPT, greedy(48), speculator=Speculator.mtp(2, sidecar=sidecar))
+        assert out.tokens == base.tokens
+        assert out.stats.num_drafts > 0 and out.stats.draft_n_accepted > 0
