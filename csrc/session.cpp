@@ -175,6 +175,11 @@ GenerationResult Session::generate(const std::vector<llama_token>& prompt, const
         throw InvalidArgument("speculator n_max must be in [1, 64]");
     }
     const uint32_t n_draft = speculate ? static_cast<uint32_t>(spec_options.n_max) : 0;
+    if (speculate && n_draft + 1 > std::min(options_.n_batch, options_.n_ubatch)) {
+        throw InvalidArgument("a verification batch of n_max + 1 = " + std::to_string(n_draft + 1) +
+                              " tokens does not fit n_batch/n_ubatch (" + std::to_string(options_.n_batch) +
+                              "/" + std::to_string(options_.n_ubatch) + "): lower n_max or raise -b/-ub");
+    }
     ensure_context(n_draft, n_draft + 1);
     configure_speculator(spec_options);
 
@@ -291,7 +296,9 @@ GenerationResult Session::generate(const std::vector<llama_token>& prompt, const
         // Draft: never past the context, the token budget, or the recurrent snapshots.
         draft.clear();
         if (speculator_) {
-            int32_t budget = std::min(n_ctx - n_past - 2, speculator_->n_max());
+            // The user's n_max caps every speculator (n-gram ones have longer defaults of their
+            // own): a verification batch must fit the context's output rows and micro-batch.
+            int32_t budget = std::min({n_ctx - n_past - 2, speculator_->n_max(), spec_options.n_max});
             if (sampling.max_tokens >= 0) {
                 budget = std::min(budget, sampling.max_tokens - static_cast<int32_t>(result.tokens.size()) - 1);
             }

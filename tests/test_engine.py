@@ -275,7 +275,7 @@ def test_bad_arguments_raise(tiny: Model) -> None:
         SamplingParams(temperature=-1)
     with pytest.raises(ValueError, match="grammar"):
         tiny.generate(PROMPT, greedy(4, grammar="root ::= (((("))
-    with pytest.raises(ValueError, match="n_ubatch"):
+    with pytest.raises(ValueError, match="n_ubatch|n_batch"):
         with Model(tiny.path, n_ctx=256, n_ubatch=2, n_batch=2, n_threads=1) as small:
             small.generate(PROMPT, greedy(4), speculator=Speculator.mtp(3))
     assert len(tiny.generate(PROMPT, greedy(4, grammar='root ::= [a-z ]+')).tokens) <= 4
