@@ -11,6 +11,8 @@
 #include "prompt_cache.h"
 #include "speculator.h"
 
+struct common_threadpools;  // common/common.h
+
 namespace llama_mtp {
 
 class Session {
@@ -41,6 +43,8 @@ private:
     ModelHandle handle_;  // keeps the weights alive while the session exists
     ContextOptions options_;
     mutable std::mutex mutex_;
+    // Declared before ctx_: the context is freed first (free_context), then its threads.
+    std::unique_ptr<common_threadpools> threadpools_;
     llama_context* ctx_ = nullptr;
     llama_context_params ctx_params_{};
     uint32_t n_rs_seq_ = 0;
