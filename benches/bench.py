@@ -46,6 +46,7 @@ from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import pooled  # noqa: E402
 import refs  # noqa: E402
 
 RESULTS = HERE / "results"
@@ -599,6 +600,10 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any],
                          f"{f(r.get('cpu_efficiency_vs_native'), '{:.3f}')} | "
                          f"{f(r['accept'], '{:.3f}')} | {'yes' if r['correct'] else 'NO'} |")
         lines.append("")
+    pooled_md = pooled.table_from_trials(trials or [])
+    if pooled_md.count("\n") > 2:
+        lines += ["## pooled ratios (all cells of this file)", "", pooled.__doc__.split("\n\n")[2]
+                  .replace("\n", " "), "", pooled_md]
     fails = failures(trials or [])
     if fails:
         lines += ["## failed runs", ""] + fails + [""]
