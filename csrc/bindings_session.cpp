@@ -1,7 +1,11 @@
 // Binding of the generation session (csrc/session.h): option/result structs, GIL release during
-// generation, and the per-step callback that re-takes the GIL only to hand a chunk to Python.
+// generation, and the per-step hand-over to Python: a StepQueue (no GIL in the loop) or a
+// callback that re-takes the GIL for each chunk.
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <optional>
 
 #include <pybind11/functional.h>
@@ -18,6 +22,77 @@ namespace {
 // A flag another thread (or the iterator's close()) sets to stop a running generation.
 struct CancelToken {
     std::atomic<bool> cancelled{false};
+};
+
+// Each step's chunk handed from the decoding thread to a Python consumer without the GIL: the
+// loop never waits behind a busy Python thread (a GIL hand-over can take a whole switch
+// interval, 5 ms), and the consumer waits with the GIL released.
+struct StepQueue {
+    using Chunk = std::pair<std::string, std::vector<llama_token>>;
+    std::mutex mutex;
+    std::condition_variable ready;
+    std::deque<Chunk> chunks;
+    bool finished = false;
+
+    void push(const std::string& text, const std::vector<llama_token>& tokens) {
+        {
+            std::lock_guard<std::mutex> lock(mutex);
+            chunks.emplace_back(text, tokens);
+        }
+        ready.notify_one();
+    }
+    void finish() {
+        {
+            std::lock_guard<std::mutex> lock(mutex);
+            finished = true;
+        }
+        ready.notify_all();
+    }
+    size_t pending() {
+        std::lock_guard<std::mutex> lock(mutex);
+        return chunks.size();
+    }
+    // The next chunk, or nothing once the generation has finished and every chunk was taken.
+    // Waits in 50 ms slices with the GIL released, looking for Ctrl-C in between (held by the
+    // caller on entry). Raises TimeoutError after `timeout` seconds when given.
+    py::object get(std::optional<double> timeout) {
+        const auto deadline = timeout ? std::chrono::steady_clock::now() +
+                                            std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                std::chrono::duration<double>(*timeout))
+                                      : std::chrono::steady_clock::time_point::max();
+        while (true) {
+            std::optional<Chunk> chunk;
+            bool done = false;
+            {
+                py::gil_scoped_release release;
+                std::unique_lock<std::mutex> lock(mutex);
+                const auto slice = std::min(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(50));
+                ready.wait_until(lock, slice, [&] { return !chunks.empty() || finished; });
+                if (!chunks.empty()) {
+                    chunk = std::move(chunks.front());
+                    chunks.pop_front();
+                } else {
+                    done = finished;
+                }
+            }
+            // A chunk ends on a UTF-8 boundary; only a generation cut short can leave a partial one.
+            if (chunk) return py::make_tuple(py::bytes(chunk->first).attr("decode")("utf-8", "replace"), chunk->second);
+            if (done) return py::none();
+            if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+            if (std::chrono::steady_clock::now() >= deadline) {
+                PyErr_SetString(PyExc_TimeoutError, "no generation step within the timeout");
+                throw py::error_already_set();
+            }
+        }
+    }
+};
+
+// Marks a StepQueue finished when the generation ends, however it ends.
+struct FinishOnExit {
+    StepQueue* queue;
+    ~FinishOnExit() {
+        if (queue) queue->finish();
+    }
 };
 
 const char* finish_reason_name(FinishReason r) {
@@ -108,6 +183,17 @@ void bind_session(py::module_& m) {
         .def("cancel", [](CancelToken& t) { t.cancelled.store(true); })
         .def_property_readonly("cancelled", [](const CancelToken& t) { return t.cancelled.load(); });
 
+    py::class_<StepQueue, std::shared_ptr<StepQueue>>(
+        m, "StepQueue",
+        "Chunks of a running generation, handed over without the GIL: pass it as Session.generate's "
+        "on_step and call get() from another thread.")
+        .def(py::init<>())
+        .def("get", &StepQueue::get, py::arg("timeout") = std::nullopt,
+             "The next (text, tokens) chunk, or None once the generation has finished and every chunk "
+             "was taken. Waits with the GIL released; raises TimeoutError after `timeout` seconds.")
+        .def("finish", &StepQueue::finish, "Marks the generation finished (idempotent).")
+        .def_property_readonly("pending", &StepQueue::pending, "Chunks produced and not yet taken.");
+
     py::class_<Session, std::shared_ptr<Session>>(
         m, "Session", "A generation context on a model; calls on one session are serialized.")
         .def(py::init<std::shared_ptr<Model>, const ContextOptions&>(), py::arg("model"), py::arg("options"))
@@ -122,7 +208,14 @@ void bind_session(py::module_& m) {
                 // Errors raised by Python code called back from the loop, re-raised afterwards.
                 std::unique_ptr<py::error_already_set> python_error;
                 StepCallback step;
-                if (!on_step.is_none()) {
+                std::shared_ptr<StepQueue> steps;
+                if (py::isinstance<StepQueue>(on_step)) {
+                    steps = on_step.cast<std::shared_ptr<StepQueue>>();
+                    step = [&steps](const std::string& text, const std::vector<llama_token>& tokens) {
+                        steps->push(text, tokens);
+                        return true;  // a consumer stops the loop with the CancelToken
+                    };
+                } else if (!on_step.is_none()) {
                     step = [&](const std::string& text, const std::vector<llama_token>& tokens) {
                         py::gil_scoped_acquire gil;
                         try {
@@ -152,6 +245,7 @@ void bind_session(py::module_& m) {
                 };
                 GenerationResult result;
                 {
+                    FinishOnExit finish_steps{steps.get()};
                     py::gil_scoped_release release;
                     result = self.generate(prompt, sampling, speculator, cache_prompt, step, cancel);
                 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import _thread
+import re
 import threading
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Callable
 
 import pytest
 
+from llama_mtp import _core
 from llama_mtp import (CancelToken, ContextOverflowError, Model, MTPUnavailableError, SamplingParams,
                        Speculator, synthetic)
 
@@ -215,6 +217,46 @@ def test_keyboard_interrupt_stops_a_blocking_generate(tiny: Model) -> None:
     with pytest.raises(KeyboardInterrupt):
         tiny.generate(PROMPT, greedy(None, ignore_eos=True))
     assert len(tiny.generate(PROMPT, greedy(8)).tokens) == 8
+
+
+def _gil_hostage(n: int) -> float:
+    """Holds the GIL for one C call (a backtracking regex never releases it); returns seconds."""
+    started = time.perf_counter()
+    assert re.match(r"(a+)+b", "a" * n) is None
+    return time.perf_counter() - started
+
+
+def test_streaming_never_waits_for_the_gil(tiny: Model) -> None:
+    """The decoding loop hands chunks over without the GIL: while Python code holds the GIL,
+    the whole generation still runs and every chunk is queued."""
+    n = 16
+    while _gil_hostage(n) < 0.1:  # calibrate: each extra 'a' doubles the time
+        n += 1
+    stream = tiny.stream(PROMPT, greedy(24, ignore_eos=True), speculator=Speculator.mtp(2))
+    first = next(stream)  # the loop is running (prompt done, first token out)
+    held = _gil_hostage(n + 4)  # ~1.6 s with the GIL held throughout
+    pending = stream._steps.pending
+    rest = list(stream)
+    assert stream.output is not None
+    assert stream.output.stats.predicted_ms / 1000 < held / 2, "the machine is too slow for this test"
+    # the whole generation was queued while the GIL was held
+    assert pending == len(rest) and len(first.tokens) + sum(len(c.tokens) for c in rest) == 24
+
+
+def test_step_queue_timeout_and_finish() -> None:
+    steps = _core.StepQueue()
+    with pytest.raises(TimeoutError):
+        steps.get(timeout=0.05)
+    steps.finish()
+    steps.finish()  # idempotent
+    assert steps.get() is None and steps.pending == 0
+
+
+def test_keyboard_interrupt_reaches_a_consumer_waiting_for_a_chunk() -> None:
+    steps = _core.StepQueue()
+    threading.Timer(0.1, _thread.interrupt_main).start()
+    with pytest.raises(KeyboardInterrupt):
+        steps.get()
 
 
 def test_eight_concurrent_callers(tiny: Model, tiny_model_path: Path) -> None:

@@ -4,7 +4,7 @@ llama-mtp native core: llama.cpp with MTP speculative decoding.
 from __future__ import annotations
 import collections.abc
 import typing
-__all__: list[str] = ['CancelToken', 'ChatParsed', 'ChatPrompt', 'ChatTemplates', 'ChatToolCall', 'ContextOptions', 'GenerationResult', 'GenerationStats', 'Model', 'ModelOptions', 'SamplingOptions', 'Session', 'SpeculatorOptions', 'init_backend', 'quantization_types', 'quantize', 'read_gguf', 'set_log_sink', 'system_info']
+__all__: list[str] = ['CancelToken', 'ChatParsed', 'ChatPrompt', 'ChatTemplates', 'ChatToolCall', 'ContextOptions', 'GenerationResult', 'GenerationStats', 'Model', 'ModelOptions', 'SamplingOptions', 'Session', 'SpeculatorOptions', 'StepQueue', 'init_backend', 'quantization_types', 'quantize', 'read_gguf', 'set_log_sink', 'system_info']
 class ModelOptions:
     """
     Options for loading a model.
@@ -366,6 +366,25 @@ class CancelToken:
     @property
     def cancelled(self) -> bool:
         ...
+class StepQueue:
+    """
+    Chunks of a running generation, handed over without the GIL: pass it as Session.generate's on_step and call get() from another thread.
+    """
+    def __init__(self) -> None:
+        ...
+    def finish(self) -> None:
+        """
+        Marks the generation finished (idempotent).
+        """
+    def get(self, timeout: typing.SupportsFloat | typing.SupportsIndex | None = None) -> typing.Any:
+        """
+        The next (text, tokens) chunk, or None once the generation has finished and every chunk was taken. Waits with the GIL released; raises TimeoutError after `timeout` seconds.
+        """
+    @property
+    def pending(self) -> int:
+        """
+        Chunks produced and not yet taken.
+        """
 class Session:
     """
     A generation context on a model; calls on one session are serialized.

@@ -6,7 +6,7 @@ import os
 import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Callable
+from typing import Any
 
 from . import _core
 from .chat import ChatResult, ChatSession, ChatStream, MessageLike
@@ -298,8 +298,8 @@ class Model:
         native_spec = Speculator.coerce(speculator).to_native()
         session = self._get_session()
 
-        def run(on_step: Callable[[str, list[int]], bool], token: _core.CancelToken) -> _core.GenerationResult:
-            return session.generate(tokens, sampling, native_spec, cache_prompt, on_step, token, False)
+        def run(steps: _core.StepQueue, token: _core.CancelToken) -> _core.GenerationResult:
+            return session.generate(tokens, sampling, native_spec, cache_prompt, steps, token, False)
 
         return run
 
