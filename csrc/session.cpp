@@ -140,9 +140,9 @@ void Session::ensure_context(uint32_t n_rs_seq, uint32_t n_outputs_max) {
                           "): " + take_thread_errors());
     }
     // Persistent CPU worker threads, as llama.cpp's own tools attach (common_init_from_params).
-    // Without them ggml starts and joins a disposable pool of n_threads - 1 threads for every
-    // graph, i.e. every decoded token: small at 2 threads and ~40 ms/token, not with many
-    // threads or a fast model, and the persistent workers poll briefly for the next graph.
+    // A ggml built without OpenMP otherwise starts and joins n_threads - 1 threads for every
+    // graph, i.e. every decoded token. (With OpenMP, the default where the compiler has it,
+    // libgomp keeps its threads and this changes nothing.)
     common_params threads;
     threads.cpuparams.n_threads = static_cast<int>(ctx_params_.n_threads);
     threads.cpuparams_batch.n_threads = static_cast<int>(ctx_params_.n_threads_batch);
