@@ -3,6 +3,7 @@
 // callback that re-takes the GIL for each chunk.
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -10,6 +11,7 @@
 
 #include <pybind11/functional.h>
 #include <pybind11/stl.h>
+#include <pybind11/typing.h>
 
 #include "bindings.h"
 #include "session.h"
@@ -29,6 +31,7 @@ struct CancelToken {
 // interval, 5 ms), and the consumer waits with the GIL released.
 struct StepQueue {
     using Chunk = std::pair<std::string, std::vector<llama_token>>;
+    using MaybeChunk = py::typing::Optional<py::typing::Tuple<py::str, py::typing::List<py::int_>>>;
     std::mutex mutex;
     std::condition_variable ready;
     std::deque<Chunk> chunks;
@@ -54,9 +57,15 @@ struct StepQueue {
     }
     // The next chunk, or nothing once the generation has finished and every chunk was taken.
     // Waits in 50 ms slices with the GIL released, looking for Ctrl-C in between (held by the
-    // caller on entry). Raises TimeoutError after `timeout` seconds when given.
-    py::object get(std::optional<double> timeout) {
-        const auto deadline = timeout ? std::chrono::steady_clock::now() +
+    // caller on entry). Raises TimeoutError after `timeout` seconds when given (as queue.Queue:
+    // a negative or NaN timeout is a ValueError, an infinite one waits without limit).
+    MaybeChunk get(std::optional<double> timeout) {
+        if (timeout && (std::isnan(*timeout) || *timeout < 0.0)) {
+            throw py::value_error("timeout must be a non-negative number of seconds or None");
+        }
+        // Beyond ~a century the clock arithmetic would overflow: treat it as no limit.
+        const bool bounded = timeout && *timeout < 3.0e9;
+        const auto deadline = bounded ? std::chrono::steady_clock::now() +
                                             std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                                 std::chrono::duration<double>(*timeout))
                                       : std::chrono::steady_clock::time_point::max();
@@ -76,8 +85,12 @@ struct StepQueue {
                 }
             }
             // A chunk ends on a UTF-8 boundary; only a generation cut short can leave a partial one.
-            if (chunk) return py::make_tuple(py::bytes(chunk->first).attr("decode")("utf-8", "replace"), chunk->second);
-            if (done) return py::none();
+            if (chunk) {
+                return py::reinterpret_steal<MaybeChunk>(
+                    py::make_tuple(py::bytes(chunk->first).attr("decode")("utf-8", "replace"), chunk->second)
+                        .release());
+            }
+            if (done) return py::reinterpret_borrow<MaybeChunk>(py::none());
             if (PyErr_CheckSignals() != 0) throw py::error_already_set();
             if (std::chrono::steady_clock::now() >= deadline) {
                 PyErr_SetString(PyExc_TimeoutError, "no generation step within the timeout");
@@ -190,7 +203,8 @@ void bind_session(py::module_& m) {
         .def(py::init<>())
         .def("get", &StepQueue::get, py::arg("timeout") = std::nullopt,
              "The next (text, tokens) chunk, or None once the generation has finished and every chunk "
-             "was taken. Waits with the GIL released; raises TimeoutError after `timeout` seconds.")
+             "was taken. Waits with the GIL released; raises TimeoutError after `timeout` seconds "
+             "(ValueError for a negative or NaN one; infinity waits without limit).")
         .def("finish", &StepQueue::finish, "Marks the generation finished (idempotent).")
         .def_property_readonly("pending", &StepQueue::pending, "Chunks produced and not yet taken.");
 

@@ -247,9 +247,13 @@ def test_step_queue_timeout_and_finish() -> None:
     steps = _core.StepQueue()
     with pytest.raises(TimeoutError):
         steps.get(timeout=0.05)
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="non-negative"):
+            steps.get(timeout=bad)
     steps.finish()
     steps.finish()  # idempotent
     assert steps.get() is None and steps.pending == 0
+    assert steps.get(timeout=float("inf")) is None  # no limit, and no clock overflow
 
 
 def test_keyboard_interrupt_reaches_a_consumer_waiting_for_a_chunk() -> None:

@@ -376,9 +376,9 @@ class StepQueue:
         """
         Marks the generation finished (idempotent).
         """
-    def get(self, timeout: typing.SupportsFloat | typing.SupportsIndex | None = None) -> typing.Any:
+    def get(self, timeout: typing.SupportsFloat | typing.SupportsIndex | None = None) -> tuple[str, list[int]] | None:
         """
-        The next (text, tokens) chunk, or None once the generation has finished and every chunk was taken. Waits with the GIL released; raises TimeoutError after `timeout` seconds.
+        The next (text, tokens) chunk, or None once the generation has finished and every chunk was taken. Waits with the GIL released; raises TimeoutError after `timeout` seconds (ValueError for a negative or NaN one; infinity waits without limit).
         """
     @property
     def pending(self) -> int:
