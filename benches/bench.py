@@ -53,12 +53,10 @@ RESULTS = HERE / "results"
 MODELS = refs.CACHE / "models"
 PROMPTS = refs.CACHE / "prompts"
 
-PLAIN = ("ours", "server", "completion", "lcp", "lcp-pld")
-MTP = ("ours-mtp", "server-mtp", "spec-simple-mtp")
+PLAIN = pooled.PLAIN_CONTENDERS
+MTP = pooled.MTP_CONTENDERS
 ALL_CONTENDERS = PLAIN + MTP + ("llama-bench",)
-NATIVE = {"plain": "server", "mtp": "server-mtp"}
-"""The llama.cpp reference each ratio is taken against (same loop shape: timings from the
-first generated token to the last, sampling included, as ours)."""
+NATIVE = pooled.NATIVE
 
 
 # ------------------------------------------------------------------------------------------
@@ -531,12 +529,11 @@ def summarize(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
         r["gen_ratio_vs_native"] = (r["gen"]["median"] / ref["gen"]["median"]
                                     if ref and ref["gen"]["median"] else None)
         ref_p = find(r["workload"], r["quant"], r["agreement"], NATIVE["plain"])
-        if r["contender"] in ("ours-mtp", "server-mtp", "spec-simple-mtp"):
+        if r["contender"] in MTP:
             ref_p = find(r["workload"], r["quant"], r["agreement"], NATIVE["mtp"])
         r["prompt_ratio_vs_native"] = (r["prompt"]["median"] / ref_p["prompt"]["median"]
                                        if ref_p and ref_p["prompt"]["median"] else None)
-        base = {"ours-mtp": "ours", "server-mtp": "server", "spec-simple-mtp": "completion",
-                "lcp-pld": "lcp"}.get(r["contender"])
+        base = pooled.PLAIN_BASE.get(r["contender"])
         b = find(r["workload"], r["quant"], r["agreement"], base) if base else None
         r["speedup_vs_plain"] = (r["gen"]["median"] / b["gen"]["median"]
                                  if b and b["gen"]["median"] else None)

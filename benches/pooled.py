@@ -22,9 +22,18 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-COMPARISONS = [("ours", "server"), ("ours-mtp", "server-mtp"), ("completion", "server"),
-               ("spec-simple-mtp", "server-mtp"), ("lcp", "server"), ("lcp-pld", "server"),
-               ("llama-bench", "server"), ("ours", "lcp"), ("ours-mtp", "lcp")]
+NATIVE = {"plain": "server", "mtp": "server-mtp"}
+"""The llama.cpp reference every ratio is taken against (same loop shape: timings from the first
+generated token to the last, sampling included, as ours). bench.py's tables use it too."""
+PLAIN_CONTENDERS = ("ours", "server", "completion", "lcp", "lcp-pld")
+MTP_CONTENDERS = ("ours-mtp", "server-mtp", "spec-simple-mtp")
+PLAIN_BASE = {"ours-mtp": "ours", "server-mtp": "server", "spec-simple-mtp": "completion",
+              "lcp-pld": "lcp"}
+"""Each speculative contender's own plain decoding, for its speed-up."""
+COMPARISONS = [("ours", NATIVE["plain"]), ("ours-mtp", NATIVE["mtp"]),
+               ("completion", NATIVE["plain"]), ("spec-simple-mtp", NATIVE["mtp"]),
+               ("lcp", NATIVE["plain"]), ("lcp-pld", NATIVE["plain"]),
+               ("llama-bench", NATIVE["plain"]), ("ours", "lcp"), ("ours-mtp", "lcp")]
 """(contender, reference) pairs: each contender against llama.cpp's loop of the same shape, and
 llama-mtp against llama-cpp-python's plain decoding (its best: its prompt-lookup speculation
 fails on Qwen3.5/3.6, see bench.py)."""
