@@ -26,6 +26,22 @@ def test_system_info() -> None:
         assert "CUDA" in info.backends or not info.gpu_offload
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ELF symbol binding")
+def test_module_keeps_llama_cpp_symbols_to_itself() -> None:
+    """The static llama.cpp inside the module is bound internally (no PLT hop per ggml call) and
+    exports nothing another llama.cpp copy in the process could collide with."""
+    import ctypes
+
+    from llama_mtp import _core
+
+    if llama_mtp.system_info().backend_dl:
+        pytest.skip("portable build: llama.cpp lives in its own shared libraries")
+    lib = ctypes.CDLL(_core.__file__)
+    assert hasattr(lib, "PyInit__core")
+    for name in ("llama_decode", "ggml_barrier", "gguf_init_from_file", "ggml_graph_compute"):
+        assert not hasattr(lib, name), f"{name} is exported from {_core.__file__}"
+
+
 def test_llama_log_reaches_python_logging(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     bad = tmp_path / "alien.gguf"
     from tests.test_gguf_errors import write_small_gguf
