@@ -1,6 +1,12 @@
 #include "backend.h"
 
+#include <cstdlib>
 #include <mutex>
+#include <string>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "ggml-backend.h"
 #include "llama.h"
@@ -11,11 +17,31 @@
 #endif
 
 namespace llama_mtp {
+namespace {
+
+// glibc serves a block above its mmap threshold (128 KiB at start) with a fresh mapping. ggml's
+// CPU work buffer (`new uint8_t[]`: the scratch tiles of the flash-attention and matmul kernels)
+// then lands on one, and long prompts ran ~4 % slower than in llama-server (side by side on one
+// core each, 8k prompt: 0.958; benches/results/prompt-gap-8k.md). With the threshold at glibc's
+// 32 MiB ceiling (what MALLOC_MMAP_THRESHOLD_=33554432 does) the buffers below it come from the
+// heap and the same measurement gave 1.012. Weights, KV cache and compute buffers are larger and
+// stay mappings. Set once per process; LLAMA_MTP_KEEP_MALLOC=1 leaves glibc's default alone.
+void raise_malloc_mmap_threshold() {
+#if defined(__GLIBC__)
+    const char* keep = std::getenv("LLAMA_MTP_KEEP_MALLOC");
+    if (keep && *keep && std::string(keep) != "0") return;
+    if (std::getenv("MALLOC_MMAP_THRESHOLD_")) return;  // the user's own choice
+    mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+#endif
+}
+
+}  // namespace
 
 void ensure_backend(const std::string& backend_dir) {
     static std::once_flag once;
     std::call_once(once, [&] {
         install_log_bridge();
+        raise_malloc_mmap_threshold();
 #ifdef LLAMA_MTP_BACKEND_DL
         ggml_backend_load_all_from_path(backend_dir.c_str());
 #else
