@@ -2,15 +2,19 @@
 
 On a shared 2-vCPU machine a run's speed drifts by ±5 % with the host's load, so sequential
 runs resolve a 3 % difference only after many repeats. Running both contenders at once, one
-core each, exposes them to the same conditions at the same moment: one run gives one clean
-ratio. (Each has one thread, so this measures per-thread work, not thread synchronisation.)
+core each, exposes them to the same conditions at the same moment: one run gives a ratio the
+drift hardly moves. (Each has one thread: this measures per-thread work, not thread sync.)
+Each contender is pinned to its own CPU, and every further round swaps the CPUs (a vCPU whose
+host core is busier would otherwise favour one side); the summary is the geometric mean of the
+rounds' ratios.
 
     python benches/side_by_side.py ours server
     python benches/side_by_side.py ours "ours:load_mtp=False"
 
 Contenders: ``ours`` (llama_mtp.Model.generate, prompt timing from its stats), ``ours:K=V,...``
 (the same with extra Model keyword arguments, Python literals), ``server`` (llama-server from
-``benches/refs.py tools``, its ``timings``). Prints one JSON line: prompt tok/s of each, a/b.
+``benches/refs.py tools``, its ``timings``). Prints a JSON line per round (prompt tok/s of each,
+a/b) and one with the geometric mean of a/b.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import math
 import socket
 import subprocess
 import sys
@@ -43,10 +48,15 @@ print(json.dumps({"prompt_n": s.prompt_n, "prompt_ms": s.prompt_ms}), flush=True
 """
 
 
+def _pin(cpu: int) -> list[str]:
+    """``taskset`` prefix that keeps a process (and its threads) on one CPU."""
+    return ["taskset", "-c", str(cpu)] if sys.platform.startswith("linux") else []
+
+
 class Contender:
     """One engine, loaded and waiting; ``go()`` starts its prompt, ``result()`` waits for it."""
 
-    def __init__(self, spec: str, model: Path, prompt: Path, n_ctx: int) -> None:
+    def __init__(self, spec: str, model: Path, prompt: Path, n_ctx: int, cpu: int) -> None:
         self.spec = spec
         self.out: dict[str, float] = {}
         self.proc: subprocess.Popen[str]
@@ -55,7 +65,7 @@ class Contender:
                 s.bind(("127.0.0.1", 0))
                 self.port = int(s.getsockname()[1])
             self.proc = subprocess.Popen(
-                [str(CACHE / "tools" / "bin" / "llama-server"), "-m", str(model), "--host",
+                _pin(cpu) + [str(CACHE / "tools" / "bin" / "llama-server"), "-m", str(model), "--host",
                  "127.0.0.1", "--port", str(self.port), "-t", "1", "-tb", "1", "-c", str(n_ctx),
                  "-b", "2048", "-ub", "512", "-np", "1", "-fa", "auto", "--no-webui",
                  "--no-warmup"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
@@ -72,7 +82,7 @@ class Contender:
             raise SystemExit(f"unknown contender {spec!r}: use ours, ours:K=V,... or server")
         kwargs = {k: ast.literal_eval(v) for k, v in (a.split("=", 1) for a in args.split(",") if a)}
         cfg = {"model": str(model), "prompt": str(prompt), "n_ctx": n_ctx, "kwargs": kwargs}
-        self.proc = subprocess.Popen([sys.executable, "-c", _OURS, json.dumps(cfg)],
+        self.proc = subprocess.Popen(_pin(cpu) + [sys.executable, "-c", _OURS, json.dumps(cfg)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                      cwd=str(HERE))
         assert self.proc.stdout is not None
@@ -111,20 +121,28 @@ def main() -> int:
     ap.add_argument("--model", type=Path, default=CACHE / "models" / "bench-v110080-Q4_K_M-a0.8.gguf")
     ap.add_argument("--prompt", type=Path, default=CACHE / "prompts" / "long-8192.txt")
     ap.add_argument("--n-ctx", type=int, default=10240)
+    ap.add_argument("--rounds", type=int, default=2, help="rounds, CPUs swapped each time")
     a = ap.parse_args()
-    pair = [Contender(s, a.model, a.prompt, a.n_ctx) for s in (a.a, a.b)]
-    try:
-        for th in [c.go() for c in pair]:
-            th.join()
-    finally:
-        for c in pair:
-            c.close()
-    tps = [c.out["prompt_n"] / c.out["prompt_ms"] * 1000 for c in pair]
-    print(json.dumps({"a": a.a, "b": a.b, "prompt_n": pair[0].out["prompt_n"],
-                      "a_tps": round(tps[0], 2), "b_tps": round(tps[1], 2),
-                      "a/b": round(tps[0] / tps[1], 4),
-                      # the one that finished first left the other a core to itself
-                      "a_finished_after_b_s": round(pair[0].out["finished"] - pair[1].out["finished"], 1)}))
+    ratios = []
+    for r in range(a.rounds):
+        cpus = (0, 1) if r % 2 == 0 else (1, 0)
+        pair = [Contender(s, a.model, a.prompt, a.n_ctx, cpu) for s, cpu in zip((a.a, a.b), cpus)]
+        try:
+            for th in [c.go() for c in pair]:
+                th.join()
+        finally:
+            for c in pair:
+                c.close()
+        tps = [c.out["prompt_n"] / c.out["prompt_ms"] * 1000 for c in pair]
+        ratios.append(tps[0] / tps[1])
+        print(json.dumps({"round": r + 1, "a": a.a, "a_cpu": cpus[0], "b": a.b, "b_cpu": cpus[1],
+                          "prompt_n": pair[0].out["prompt_n"], "a_tps": round(tps[0], 2),
+                          "b_tps": round(tps[1], 2), "a/b": round(ratios[-1], 4),
+                          # the one that finished first left the other a CPU to itself
+                          "a_finished_after_b_s": round(pair[0].out["finished"] - pair[1].out["finished"], 1)}),
+              flush=True)
+    print(json.dumps({"a": a.a, "b": a.b, "rounds": len(ratios),
+                      "a/b geomean": round(math.exp(sum(map(math.log, ratios)) / len(ratios)), 4)}))
     return 0
 
 
