@@ -25,13 +25,19 @@ namespace {
 // core each, 8k prompt: 0.958; benches/results/prompt-gap-8k.md). With the threshold at glibc's
 // 32 MiB ceiling (what MALLOC_MMAP_THRESHOLD_=33554432 does) the buffers below it come from the
 // heap and the same measurement gave 1.012. Weights, KV cache and compute buffers are larger and
-// stay mappings. Set once per process; LLAMA_MTP_KEEP_MALLOC=1 leaves glibc's default alone.
+// stay mappings. A fixed threshold also switches off glibc's rule that keeps the trim threshold at
+// twice the mmap threshold: left at 128 KiB, every freed block of a few MiB at the heap's top went
+// back to the kernel and its pages were faulted in again on the next step (~5 faults per token
+// in plain decoding), so it is raised with it. Set once per process; LLAMA_MTP_KEEP_MALLOC=1
+// leaves glibc's defaults alone, and a MALLOC_*_THRESHOLD_ of the user's own is kept.
 void raise_malloc_mmap_threshold() {
 #if defined(__GLIBC__)
     const char* keep = std::getenv("LLAMA_MTP_KEEP_MALLOC");
     if (keep && *keep && std::string(keep) != "0") return;
     if (std::getenv("MALLOC_MMAP_THRESHOLD_")) return;  // the user's own choice
-    mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+    constexpr int threshold = 32 * 1024 * 1024;
+    mallopt(M_MMAP_THRESHOLD, threshold);
+    if (!std::getenv("MALLOC_TRIM_THRESHOLD_")) mallopt(M_TRIM_THRESHOLD, 2 * threshold);
 #endif
 }
 

@@ -55,17 +55,32 @@ def on_heap(size):
     heap = [tuple(int(x, 16) for x in l.split()[0].split("-")) for l in maps if l.endswith("[heap]")]
     return any(lo <= addr < hi for lo, hi in heap)
 
+def refaults(size):
+    # page faults when a block of this size is freed and taken again: the heap's top is trimmed
+    # back to the kernel (and faulted in again) when glibc's trim threshold is below the block
+    import resource
+    block = libc.malloc(size)
+    ctypes.memset(block, 1, size)
+    libc.free(ctypes.c_void_p(block))
+    block = libc.malloc(size)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    ctypes.memset(block, 1, size)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    libc.free(ctypes.c_void_p(block))
+    return faults
+
 before = on_heap(4 << 20)
 import llama_mtp
 llama_mtp.system.ensure_backend()
-print(before, on_heap(4 << 20))
+print(before, on_heap(4 << 20), refaults(4 << 20))
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc")
 def test_backend_init_moves_work_buffers_off_fresh_mappings() -> None:
     """ggml's CPU work buffer must come from the heap, as in llama-server: on a fresh mapping its
-    scratch tiles cost ~4 % on long prompts. LLAMA_MTP_KEEP_MALLOC=1 opts out."""
+    scratch tiles cost ~4 % on long prompts. A freed block must not go back to the kernel at once
+    (the trim threshold rises with it). LLAMA_MTP_KEEP_MALLOC=1 opts out."""
     import os
     import platform
 
@@ -73,15 +88,16 @@ def test_backend_init_moves_work_buffers_off_fresh_mappings() -> None:
         pytest.skip("glibc's mmap threshold")
 
     def probe(**env: str) -> list[str]:
-        full = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"} | env
+        full = {k: v for k, v in os.environ.items() if k not in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")} | env
         return subprocess.run([sys.executable, "-c", _HEAP_PROBE], capture_output=True, text=True,
                               check=True, env=full).stdout.split()
 
     out = probe()
     if out[0] == "True":
         pytest.skip("this interpreter's start-up already raised the threshold")
-    assert out == ["False", "True"]
-    assert probe(LLAMA_MTP_KEEP_MALLOC="1") == ["False", "False"]
+    assert out[:2] == ["False", "True"]
+    assert int(out[2]) < 64, f"a freed 4 MiB block was trimmed and faulted in again: {out[2]} faults"
+    assert probe(LLAMA_MTP_KEEP_MALLOC="1")[:2] == ["False", "False"]
 
 
 def test_llama_log_reaches_python_logging(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
