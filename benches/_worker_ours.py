@@ -1,5 +1,7 @@
 """Benchmark worker for llama-mtp: one model loaded, JSON requests on stdin, JSON results on stdout.
 
+Config (argv[1]): {"model", "threads", "n_ctx", "n_batch", "n_ubatch"} and optionally
+"model_kwargs" (further Model keyword arguments, e.g. {"load_mtp": false}).
 Request:  {"prompt_file": PATH, "n_predict": N, "n_max": K (0 = plain), "stream": false}
 Reply:    {"prompt_n", "prompt_ms", "predicted_n", "predicted_ms", "draft_n",
            "draft_n_accepted", "tokens"}  (llama-server's timing names)
@@ -17,7 +19,8 @@ def main() -> int:
 
     cfg = json.loads(sys.argv[1])
     model = Model(cfg["model"], n_threads=cfg["threads"], n_threads_batch=cfg["threads"],
-                  n_ctx=cfg["n_ctx"], n_batch=cfg["n_batch"], n_ubatch=cfg["n_ubatch"])
+                  n_ctx=cfg["n_ctx"], n_batch=cfg["n_batch"], n_ubatch=cfg["n_ubatch"],
+                  **cfg.get("model_kwargs", {}))
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         req = json.loads(line)

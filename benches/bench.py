@@ -196,6 +196,14 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+def pin_prefix(cpu: int | None) -> list[str]:
+    """``taskset`` prefix that keeps a process (and its threads) on one CPU; [] when unpinned
+    or not on Linux."""
+    if cpu is None or not sys.platform.startswith("linux"):
+        return []
+    return ["taskset", "-c", str(cpu)]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -206,9 +214,10 @@ class Server:
     """llama-server on 127.0.0.1, one slot."""
 
     def __init__(self, model: Path, cfg: Config, mtp: bool, log: Path, *,
-                 exe: Path | None = None, extra: tuple[str, ...] = ()) -> None:
+                 exe: Path | None = None, extra: tuple[str, ...] = (),
+                 cpu: int | None = None) -> None:
         self.port = _free_port()
-        cmd = [str(exe or refs.tool_path("llama-server")), "-m", str(model), "--host", "127.0.0.1",
+        cmd = pin_prefix(cpu) + [str(exe or refs.tool_path("llama-server")), "-m", str(model), "--host", "127.0.0.1",
                "--port", str(self.port), "-t", str(cfg.threads), "-tb", str(cfg.threads),
                "-c", str(cfg.n_ctx), "-b", str(cfg.n_batch), "-ub", str(cfg.n_ubatch), "-np", "1",
                "-fa", "auto", "--no-webui", "--no-warmup"]
@@ -477,9 +486,9 @@ def summarize(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "spread_pct": 100.0 * (max(vals) - min(vals)) / med if med else 0.0,
                 "n": len(vals)}
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for (wl, q, a, c), ts in sorted(groups.items()):
-        row = {"workload": wl, "quant": q, "agreement": a, "contender": c,
+        row: dict[str, Any] = {"workload": wl, "quant": q, "agreement": a, "contender": c,
                "gen": stats([t["gen_tps"] for t in ts]),
                "prompt": stats([t["prompt_tps"] for t in ts]),
                "cpu_s": stats([t.get("extra", {}).get("cpu_s", 0.0) for t in ts]),
@@ -672,7 +681,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.quick:
         a.quants, a.agreements, a.runs, a.n_predict = "Q4_K_M", "0.8", 2, 32
         a.long_tokens, a.long_predict = 1024, 8
-    from tqdm import tqdm
+    from tqdm import tqdm  # type: ignore[import-untyped]
 
     contenders = [c for c in a.contenders.split(",") if c]
     for c in contenders:
