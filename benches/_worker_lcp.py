@@ -19,8 +19,9 @@ import time
 
 
 def main() -> int:
-    from llama_cpp import Llama, StoppingCriteriaList
-    from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+    # llama-cpp-python lives in its own venv (refs.py): to mypy here it is an unknown module
+    from llama_cpp import Llama, StoppingCriteriaList  # type: ignore[import-not-found,unused-ignore]
+    from llama_cpp.llama_speculative import LlamaPromptLookupDecoding  # type: ignore[import-not-found,unused-ignore]
 
     cfg = json.loads(sys.argv[1])
     models: dict[bool, Llama] = {}
@@ -59,8 +60,8 @@ def main() -> int:
                                         top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0,
                                         stopping_criteria=StoppingCriteriaList([first_token]))
             t1 = time.perf_counter()
-            n = int(out["usage"]["completion_tokens"])  # type: ignore[index]
-            gen_text = out["choices"][0]["text"]  # type: ignore[index]
+            n = int(out["usage"]["completion_tokens"])  # type: ignore[index,unused-ignore]
+            gen_text = out["choices"][0]["text"]  # type: ignore[index,unused-ignore]
             t_first = marks[0] if marks else t1
             print(json.dumps({"prompt_n": len(prompt), "prompt_ms": (t_first - t0) * 1e3,
                               "predicted_n": n, "predicted_ms": (t1 - t_first) * 1e3,

@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             for p in prompts:
                 record("llama-server", p, mode, skipped="time budget")
             continue
-        cfg = Config(n_max=max(mode, 1), **cfg_base)  # type: ignore[arg-type]
+        cfg = Config(n_max=max(mode, 1), **cfg_base)
         extra = ("-ngl", str(a.ngl), "--spec-draft-ngl", str(a.ngl)) if mode else ("-ngl", str(a.ngl))
         srv = Server(Path(a.model), cfg, bool(mode), out / "llama-server.log",
                      exe=tools / "llama-server", extra=extra)
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
              "|---|---|" + "---:|" * (3 * len(engines))]
     for p in prompts:
         for mode in sorted(modes):
-            cells = []
+            cells: list[str] = []
             for e in engines:
                 cells += cell(idx.get((e, p, mode)))
             label = "short" if p == "short" else f"~{prompts[p][1]}"

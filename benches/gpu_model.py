@@ -34,7 +34,7 @@ def _import_synthetic(with_core: bool) -> Any:
     compiled ``_core``) is never imported."""
     if not with_core and "llama_mtp" not in sys.modules:
         pkg = types.ModuleType("llama_mtp")
-        pkg.__path__ = [str(ROOT / "python" / "llama_mtp")]  # type: ignore[attr-defined]
+        pkg.__path__ = [str(ROOT / "python" / "llama_mtp")]
         sys.modules["llama_mtp"] = pkg
     import llama_mtp.synthetic as synthetic
     return synthetic
@@ -73,10 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     import llama_mtp.synthetic.build as build_mod
     pf = plan_file(a.preset, q)
     if pf.exists():
-        plan: dict[str, str] = json.loads(pf.read_text())
+        fixed_plan: dict[str, str] = json.loads(pf.read_text())
 
         def stored_plan(shape: Any, quant: str, *, threads: int | None = None) -> dict[str, str]:
-            return plan
+            return fixed_plan
         build_mod.quant_plan = stored_plan  # build() looks the plan up through this name
     t0 = time.perf_counter()
     out = synthetic.build(a.output, preset=a.preset, quant=q, mtp_agreement=a.agreement,

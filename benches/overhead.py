@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-max", type=int, default=0, help="MTP draft length (0: plain decoding)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
-    from tqdm import tqdm
+    from tqdm import tqdm  # type: ignore[import-untyped]
 
     from llama_mtp import Model, SamplingParams, Speculator, synthetic
     path = Path(a.model) if a.model else refs.CACHE / "models" / "tiny-v110080-Q8_0-a0.8.gguf"
@@ -129,7 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         c = Counter()
         c.start()
         time.sleep(0.05)
-        r = fn() if fn else time.sleep(seconds or 1.0)
+        r = None
+        if fn:
+            r = fn()
+        else:
+            time.sleep(seconds or 1.0)
         c.stop.set()
         c.join()
         return c.rate(), r

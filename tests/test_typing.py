@@ -32,3 +32,12 @@ def test_mypy_strict() -> None:
     result = subprocess.run([sys.executable, "-m", "mypy", "--strict", str(PACKAGE)],
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_strict_benches() -> None:
+    """The benchmark scripts are typed too (they import each other, so mypy runs in benches/)."""
+    pytest.importorskip("mypy")
+    scripts = sorted(p.name for p in (ROOT / "benches").glob("*.py"))
+    result = subprocess.run([sys.executable, "-m", "mypy", "--strict", *scripts],
+                            capture_output=True, text=True, cwd=ROOT / "benches")
+    assert result.returncode == 0, result.stdout + result.stderr
