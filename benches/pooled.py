@@ -79,8 +79,9 @@ def geomean_ci(xs: list[float], n_boot: int = 10_000, seed: int = 0) -> tuple[fl
 def table(files: list[str]) -> str:
     """The Markdown table for the given results files."""
     trials: list[dict[str, Any]] = []
-    for f in files:
-        trials += json.loads(Path(f).read_text())["trials"]
+    for i, f in enumerate(files):
+        # a repeat pairs runs of one file only: repeat 0 of two files are different runs
+        trials += [dict(t, rep=(i, t["rep"])) for t in json.loads(Path(f).read_text())["trials"]]
     return f"Pooled over: {', '.join(Path(f).name for f in files)}\n\n" + table_from_trials(trials)
 
 
