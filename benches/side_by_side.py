@@ -11,7 +11,7 @@ summary is the geometric mean of the rounds' ratios: use a multiple of 4 rounds.
 
     python benches/side_by_side.py ours server                      # ~8k-token prompt tok/s
     python benches/side_by_side.py ours "ours:load_mtp=False"
-    python benches/side_by_side.py ours-mtp server-mtp --prompt short --n-predict 256 --rounds 4
+    python benches/side_by_side.py ours-mtp server-mtp --prompt short --n-predict 256 --rounds 8
 
 Contenders: ``ours`` / ``ours-mtp`` (llama_mtp.Model.generate, plain / MTP with ``--n-max``
 drafts, timing from its stats), ``ours:K=V,...`` (the same with extra Model keyword arguments,
