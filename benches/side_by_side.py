@@ -9,14 +9,23 @@ host core is busier would otherwise favour one side); every two rounds the start
 (in an ours/ours control of generation the one loaded and started first was ~5 % slower). The
 summary is the geometric mean of the rounds' ratios: use a multiple of 4 rounds.
 
+With ``--threads N`` (N > 1) both contenders run with N threads on all CPUs, taking turns in
+time slices: the script stops one process (SIGSTOP) while the other runs, and swaps them every
+``--slice-ms``. Each contender's speed is its tokens over the time it was allowed to run (the
+sum of its slices until its reply), so load drift slower than a slice pair hits both alike, as
+in the pinned mode, while each still runs with all its threads and their synchronisation. The
+contender whose turn comes first alternates every round.
+
     python benches/side_by_side.py ours server                      # ~8k-token prompt tok/s
     python benches/side_by_side.py ours "ours:load_mtp=False"
     python benches/side_by_side.py ours-mtp server-mtp --prompt short --n-predict 256 --rounds 8
+    python benches/side_by_side.py ours server --threads 2 --prompt FILE   # time-sliced, -t 2
 
 Contenders: ``ours`` / ``ours-mtp`` (llama_mtp.Model.generate, plain / MTP with ``--n-max``
 drafts, timing from its stats), ``ours:K=V,...`` (the same with extra Model keyword arguments,
 Python literals), ``server`` / ``server-mtp`` (llama-server from ``benches/refs.py tools``, with
-``--spec-type draft-mtp``, its ``timings``). The compared metric is prompt tok/s when one token
+``--spec-type draft-mtp``, its ``timings``), ``lcp`` (llama-cpp-python from ``benches/refs.py lcp``,
+``create_completion``; it reports text, not tokens, so ``same_tokens`` is null against it). The compared metric is prompt tok/s when one token
 is generated, generation tok/s otherwise (``--metric`` overrides). Prints a JSON line per round
 (both speeds of each, a/b of the metric, whether the two generated the same tokens) and one with
 the geometric mean of a/b.
@@ -28,20 +37,24 @@ import argparse
 import ast
 import json
 import math
+import os
+import shlex
+import signal
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, Sequence
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import bench  # noqa: E402
+import refs  # noqa: E402
 
 CACHE = HERE / ".cache"
 PROMPTS = {"long": CACHE / "prompts" / "long-8192.txt", "short": CACHE / "prompts" / "short-1024.txt"}
-KINDS = ("ours", "ours-mtp", "server", "server-mtp")
+KINDS = ("ours", "ours-mtp", "server", "server-mtp", "lcp")
 
 
 class Contender:
@@ -53,7 +66,7 @@ class Contender:
     """
 
     def __init__(self, spec: str, model: Path, prompt: Path, n_predict: int, cfg: bench.Config,
-                 cpu: int, log: Path) -> None:
+                 cpu: int | None, log: Path) -> None:
         kind, _, args = spec.partition(":")
         if kind not in KINDS or (args and not kind.startswith("ours")):
             raise SystemExit(f"unknown contender {spec!r}: use {', '.join(KINDS)} or ours:K=V,...")
@@ -61,10 +74,17 @@ class Contender:
         self.mtp = kind.endswith("-mtp")
         self.n_max = cfg.n_max if self.mtp else 0
         self.out: dict[str, Any] = {}
+        self.sent = 0.0  # perf_counter when the request went out
         self.engine: bench.Server | bench.JsonWorker
         if kind.startswith("server"):
             self.engine = bench.Server(model, cfg, self.mtp, log, cpu=cpu)
             self.text = prompt.read_text(encoding="utf-8")
+            return
+        if kind == "lcp":
+            lcfg = {"model": str(model), "threads": cfg.threads, "n_ctx": cfg.n_ctx,
+                    "n_batch": cfg.n_batch, "n_ubatch": cfg.n_ubatch, "pld_tokens": 0}
+            self.engine = bench.JsonWorker(bench.pin_prefix(cpu) + [
+                str(refs.lcp_python()), str(HERE / "_worker_lcp.py"), json.dumps(lcfg)])
             return
         kwargs = {k: ast.literal_eval(v) for k, v in (a.split("=", 1) for a in args.split(",") if a)}
         wcfg = {"model": str(model), "threads": cfg.threads, "n_ctx": cfg.n_ctx,
@@ -83,16 +103,72 @@ class Contender:
         self.out = {"prompt_tps": r["prompt_n"] / r["prompt_ms"] * 1e3,
                     "gen_tps": r["predicted_n"] / r["predicted_ms"] * 1e3 if r["predicted_ms"] else 0.0,
                     "accept": (r.get("draft_n_accepted", 0) / r["draft_n"]) if r.get("draft_n") else None,
-                    "prompt_n": r["prompt_n"], "tokens": r["tokens"],
+                    "prompt_n": r["prompt_n"], "predicted_n": r["predicted_n"],
+                    "tokens": r.get("tokens"),
                     "finished": time.perf_counter()}
 
+    @property
+    def pid(self) -> int:
+        """The engine's process (``taskset`` execs, so it is the engine itself)."""
+        return self.engine.proc.pid
+
+    def exited(self) -> bool:
+        return self.engine.proc.poll() is not None
+
     def go(self) -> threading.Thread:
+        self.sent = time.perf_counter()
         th = threading.Thread(target=self._run)
         th.start()
         return th
 
     def close(self) -> None:
         self.engine.close()
+
+
+class Engine(Protocol):
+    """What ``run_sliced`` needs of a contender (``Contender`` is one)."""
+
+    out: dict[str, Any]
+
+    @property
+    def pid(self) -> int: ...
+
+    def go(self) -> threading.Thread: ...
+
+    def exited(self) -> bool: ...
+
+
+def running_until(spans: list[tuple[float, float]], end: float) -> float:
+    """Seconds of the turns ``spans`` (start, stop) that fall before ``end`` (the reply)."""
+    return sum(min(t1, end) - t0 for t0, t1 in spans if t0 < end)
+
+
+def run_sliced(pair: Sequence[Engine], slice_s: float, first: int) -> list[float]:
+    """Send both requests, then let the two processes run in turns of ``slice_s`` (the other one
+    stopped) until both have replied; return each one's running seconds up to its reply (its
+    ``out["finished"]``)."""
+    for c in pair:
+        os.kill(c.pid, signal.SIGSTOP)
+    threads: list[threading.Thread] = []
+    turns: list[list[tuple[float, float]]] = [[], []]
+    turn = first
+    try:
+        threads = [c.go() for c in pair]
+        while any(th.is_alive() for th in threads):
+            live = [i for i, th in enumerate(threads) if th.is_alive()]
+            i = turn if turn in live else live[0]
+            os.kill(pair[i].pid, signal.SIGCONT)
+            t0 = time.perf_counter()
+            threads[i].join(slice_s)  # returns early when the reply is in
+            if not pair[i].exited():
+                os.kill(pair[i].pid, signal.SIGSTOP)
+            turns[i].append((t0, time.perf_counter()))
+            turn = 1 - i
+    finally:
+        for c in pair:  # never leave a process stopped
+            if not c.exited():
+                os.kill(c.pid, signal.SIGCONT)
+    return [running_until(spans, c.out.get("finished", 0.0)) for c, spans in zip(pair, turns)]
 
 
 def main() -> int:
@@ -105,55 +181,131 @@ def main() -> int:
     ap.add_argument("--n-predict", type=int, default=1, help="tokens to generate (greedy)")
     ap.add_argument("--n-max", type=int, default=2, help="MTP drafts per step (-mtp contenders)")
     ap.add_argument("--metric", choices=("prompt", "gen"), default=None,
-                    help="compared speed (default: prompt when --n-predict is 1, else gen)")
+                    help="compared speed (default: prompt when --n-predict is 1, else gen; "
+                         "with --threads > 1 always the whole request's running time)")
     ap.add_argument("--n-ctx", type=int, default=10240)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads per contender: 1 = both at once, pinned to one CPU each; "
+                         "more = time-sliced turns on all CPUs")
+    ap.add_argument("--slice-ms", type=float, default=200.0, help="turn length with --threads > 1")
     ap.add_argument("--rounds", type=int, default=4,
                     help="rounds: CPUs swapped each time, start order every two (use multiples of 4)")
+    ap.add_argument("--out", default=None,
+                    help="also save benches/results/OUT.json (rounds, machine, command) and OUT.md")
     a = ap.parse_args()
-    metric = a.metric or ("prompt" if a.n_predict == 1 else "gen")
+    sliced = a.threads > 1
+    metric = "request" if sliced else a.metric or ("prompt" if a.n_predict == 1 else "gen")
     prompt = PROMPTS.get(a.prompt, Path(a.prompt))
     if not prompt.is_file():
         raise SystemExit(f"no prompt file {prompt}: run benches/bench.py once to write it")
-    cfg = bench.Config(threads=1, n_ctx=a.n_ctx, n_batch=2048, n_ubatch=512, n_max=a.n_max,
-                       pld_tokens=0)
+    if a.threads < 1 or a.slice_ms <= 0:
+        raise SystemExit("--threads must be >= 1 and --slice-ms > 0")
+    cfg = bench.Config(threads=a.threads, n_ctx=a.n_ctx, n_batch=2048, n_ubatch=512,
+                       n_max=a.n_max, pld_tokens=0)
     log = Path(tempfile.gettempdir()) / "side_by_side-server.log"
     ratios = []
+    rows: list[dict[str, Any]] = []
+    meta = {"command": shlex.join([sys.executable, *sys.argv]), "machine": bench.machine(),
+            "model": a.model.name, "prompt": prompt.name, "threads": a.threads,
+            "slice_ms": a.slice_ms if sliced else None, "load_start": bench.loadavg()}
     for r in range(a.rounds):
-        cpus = (0, 1) if r % 2 == 0 else (1, 0)
+        cpus: tuple[int | None, int | None] = (None, None) if sliced else \
+            (0, 1) if r % 2 == 0 else (1, 0)
         # the contender loaded and started first ran ~5 % slower in an ours/ours control
         # (generation), so the order flips every two rounds: CPUs x order, balanced every four
+        # (time-sliced: the first turn alternates every round, the load order every two)
         b_first = r // 2 % 2 == 1
         specs = [(a.b, cpus[1]), (a.a, cpus[0])] if b_first else [(a.a, cpus[0]), (a.b, cpus[1])]
         pair: list[Contender] = []
+        running: list[float] = []
         try:
             for spec, cpu in specs:
                 pair.append(Contender(spec, a.model, prompt, a.n_predict, cfg, cpu, log))
-            for th in [c.go() for c in pair]:
-                th.join()
+            if b_first:
+                pair.reverse()
+            if sliced:
+                running = run_sliced(pair, a.slice_ms / 1e3, first=r % 2)
+            else:
+                for th in [c.go() for c in pair]:
+                    th.join()
         finally:
             for c in pair:
                 c.close()
-        if b_first:
-            pair.reverse()
         x, y = (c.out for c in pair)
         if not x or not y:
             raise SystemExit("a contender failed (see the traceback above)")
-        ratios.append(x[f"{metric}_tps"] / y[f"{metric}_tps"])
-        print(json.dumps({"round": r + 1, "a": a.a, "a_cpu": cpus[0], "b": a.b, "b_cpu": cpus[1],
-                          "first": "b" if b_first else "a",
-                          "prompt_n": x["prompt_n"], "n_predict": a.n_predict,
-                          "a_prompt_tps": round(x["prompt_tps"], 2),
-                          "b_prompt_tps": round(y["prompt_tps"], 2),
-                          "a_gen_tps": round(x["gen_tps"], 2), "b_gen_tps": round(y["gen_tps"], 2),
-                          "a_accept": x["accept"], "b_accept": y["accept"],
-                          "same_tokens": x["tokens"] == y["tokens"],
-                          f"a/b {metric}": round(ratios[-1], 4),
-                          # pinned, so the first to finish frees no CPU, only memory bandwidth
-                          "a_finished_after_b_s": round(x["finished"] - y["finished"], 1)}),
-              flush=True)
-    print(json.dumps({"a": a.a, "b": a.b, "metric": f"{metric} tok/s", "rounds": len(ratios),
-                      "a/b geomean": round(math.exp(sum(map(math.log, ratios)) / len(ratios)), 4)}))
+        row: dict[str, Any] = {"round": r + 1, "a": a.a, "b": a.b}
+        phase = "prompt" if a.n_predict == 1 else "predicted"
+        if sliced:
+            # the same request on both: speed a/b is time b/a
+            ratios.append(running[1] / running[0])
+            row.update({"threads": a.threads, "first_turn": "ab"[r % 2],
+                        "a_running_s": round(running[0], 2), "b_running_s": round(running[1], 2),
+                        # the phase that dominates: prompt with one token, else generation
+                        # (the short prompt counted in, alike on both sides)
+                        f"a_{phase}_tps_running": round(x[f"{phase}_n"] / running[0], 2),
+                        f"b_{phase}_tps_running": round(y[f"{phase}_n"] / running[1], 2)})
+        else:
+            ratios.append(x[f"{metric}_tps"] / y[f"{metric}_tps"])
+            row.update({"a_cpu": cpus[0], "b_cpu": cpus[1],
+                        # pinned, so the first to finish frees no CPU, only memory bandwidth
+                        "a_finished_after_b_s": round(x["finished"] - y["finished"], 1)})
+        row.update({"loaded_first": "b" if b_first else "a",
+                    "prompt_n": x["prompt_n"], "n_predict": a.n_predict,
+                    "a_prompt_tps": round(x["prompt_tps"], 2),
+                    "b_prompt_tps": round(y["prompt_tps"], 2),
+                    "a_gen_tps": round(x["gen_tps"], 2), "b_gen_tps": round(y["gen_tps"], 2),
+                    "a_accept": x["accept"], "b_accept": y["accept"],
+                    "same_tokens": None if x["tokens"] is None or y["tokens"] is None
+                    else x["tokens"] == y["tokens"],
+                    f"a/b {metric}": round(ratios[-1], 4)})
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    summary = {"a": a.a, "b": a.b, "threads": a.threads,
+               "metric": "request running time b/a" if sliced else f"{metric} tok/s",
+               "rounds": len(ratios),
+               "a/b geomean": round(math.exp(sum(map(math.log, ratios)) / len(ratios)), 4),
+               "a/b min": round(min(ratios), 4), "a/b max": round(max(ratios), 4)}
+    print(json.dumps(summary))
+    if a.out:
+        meta["load_end"] = bench.loadavg()
+        bench.RESULTS.mkdir(parents=True, exist_ok=True)
+        (bench.RESULTS / f"{a.out}.json").write_text(
+            json.dumps({"meta": meta, "rounds": rows, "summary": summary}, indent=1))
+        (bench.RESULTS / f"{a.out}.md").write_text(markdown(meta, rows, summary, metric))
     return 0
+
+
+def markdown(meta: dict[str, Any], rows: list[dict[str, Any]], summary: dict[str, Any],
+             metric: str) -> str:
+    """The rounds as a Markdown table, with the machine and the command line."""
+    m = meta["machine"]
+    sliced = meta["slice_ms"] is not None
+    how = (f"time-sliced turns of {meta['slice_ms']:g} ms, {meta['threads']} threads each"
+           if sliced else "at the same time, one thread each, pinned to one CPU each")
+    lines = [f"# {summary['a']} vs {summary['b']} side by side ({how})", "",
+             f"- command: `{meta['command']}`",
+             f"- machine: {m.get('cpu')}, {m.get('cpus')} CPUs, {m.get('mem_gib')} GiB, "
+             f"{m.get('platform')}; load {meta['load_start']} at the start, "
+             f"{meta.get('load_end')} at the end",
+             f"- model `{meta['model']}`, prompt `{meta['prompt']}`", ""]
+    if sliced:
+        lines += ["| round | first turn | loaded first | a running s | b running s | "
+                  "same tokens | a/b speed |", "|---:|---|---|---:|---:|---|---:|"]
+        lines += [f"| {r['round']} | {r['first_turn']} | {r['loaded_first']} | "
+                  f"{r['a_running_s']} | {r['b_running_s']} | {r['same_tokens']} | "
+                  f"{r['a/b ' + metric]} |" for r in rows]
+    else:
+        lines += ["| round | a CPU | loaded first | a prompt tok/s | b prompt tok/s | "
+                  "a gen tok/s | b gen tok/s | same tokens | a/b |",
+                  "|---:|---:|---|---:|---:|---:|---:|---|---:|"]
+        lines += [f"| {r['round']} | {r['a_cpu']} | {r['loaded_first']} | {r['a_prompt_tps']} | "
+                  f"{r['b_prompt_tps']} | {r['a_gen_tps']} | {r['b_gen_tps']} | "
+                  f"{r['same_tokens']} | {r['a/b ' + metric]} |" for r in rows]
+    lines += ["", f"**a/b ({summary['metric']}): geometric mean {summary['a/b geomean']} over "
+              f"{summary['rounds']} rounds (min {summary['a/b min']}, max {summary['a/b max']})**",
+              ""]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
