@@ -42,6 +42,42 @@ def test_module_keeps_llama_cpp_symbols_to_itself() -> None:
         assert not hasattr(lib, name), f"{name} is exported from {_core.__file__}"
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ELF symbols, glibc free()")
+def test_cpu_backend_array_new_is_cache_line_aligned() -> None:
+    """ggml's CPU work buffer comes from `new uint8_t[]`; the flash-attention kernel's tiles in
+    it cost ~25 % more off a cache line. The library holding the CPU backend (the module, or in
+    a portable build each ggml-cpu variant next to it) must carry our array new (64-byte
+    aligned, released by free()) and bind its own calls to it."""
+    import ctypes
+    import shutil
+
+    from llama_mtp import _core
+
+    module = Path(_core.__file__)
+    libc = ctypes.CDLL(None)
+    libc.free.argtypes = [ctypes.c_void_p]
+    array_new = ctypes.CDLL(str(module))._Znam  # operator new[](size_t)
+    array_new.restype, array_new.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    for size in (0, 1, 24, 1000, 4096 + 8, 5 << 20):
+        p = array_new(size)
+        assert p and p % 64 == 0, f"new[{size}] -> {p:#x}"
+        libc.free(p)
+    libs = [module]
+    if llama_mtp.system_info().backend_dl:
+        # variants for other CPUs are only inspected, never called into (ggml loads each to
+        # ask for its score, so loading them is safe)
+        variants = sorted(p for p in module.parent.iterdir() if p.name.startswith("libggml-cpu"))
+        assert variants, f"no ggml-cpu library next to {module}"
+        libs += variants
+    readelf = shutil.which("readelf")
+    for path in libs:
+        assert hasattr(ctypes.CDLL(str(path)), "_Znam"), f"{path.name} lacks our operator new[]"
+        if readelf:  # no relocation left for it: bound at link time, not to libstdc++'s
+            relocs = subprocess.run([readelf, "-rW", str(path)], capture_output=True, text=True,
+                                    check=True).stdout
+            assert "_Znam" not in relocs, f"{path.name} binds operator new[] at run time"
+
+
 _HEAP_PROBE = r"""
 import ctypes, sys
 libc = ctypes.CDLL(None)
