@@ -302,6 +302,11 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]], summary: dict[str
         lines += [f"| {r['round']} | {r['a_cpu']} | {r['loaded_first']} | {r['a_prompt_tps']} | "
                   f"{r['b_prompt_tps']} | {r['a_gen_tps']} | {r['b_gen_tps']} | "
                   f"{r['same_tokens']} | {r['a/b ' + metric]} |" for r in rows]
+    for side in ("a", "b"):
+        rates = sorted({round(r[f"{side}_accept"], 4) for r in rows if r[f"{side}_accept"] is not None})
+        if rates:
+            lines += ["", f"Draft acceptance of {side} ({summary[side]}) per round: "
+                      f"{', '.join(map(str, rates))}"]
     lines += ["", f"**a/b ({summary['metric']}): geometric mean {summary['a/b geomean']} over "
               f"{summary['rounds']} rounds (min {summary['a/b min']}, max {summary['a/b max']})**",
               ""]
