@@ -24,9 +24,10 @@ contender whose turn comes first alternates every round.
 Contenders: ``ours`` / ``ours-mtp`` (llama_mtp.Model.generate, plain / MTP with ``--n-max``
 drafts, timing from its stats), ``ours:K=V,...`` (the same with extra Model keyword arguments,
 Python literals), ``server`` / ``server-mtp`` (llama-server from ``benches/refs.py tools``, with
-``--spec-type draft-mtp``, its ``timings``), ``lcp`` (llama-cpp-python from ``benches/refs.py lcp``,
-``create_completion``; it reports text, not tokens, so ``same_tokens`` is null against it). The compared metric is prompt tok/s when one token
-is generated, generation tok/s otherwise (``--metric`` overrides). Prints a JSON line per round
+``--spec-type draft-mtp``, its ``timings``), ``lcp`` (llama-cpp-python from ``benches/refs.py
+llama-cpp-python``, ``create_completion``; it reports text, not tokens, so ``same_tokens`` is null against
+it). The compared metric is prompt tok/s when one token is generated, generation tok/s otherwise
+(``--metric`` overrides; time-sliced: the whole request's running time). Prints a JSON line per round
 (both speeds of each, a/b of the metric, whether the two generated the same tokens) and one with
 the geometric mean of a/b.
 """
@@ -74,7 +75,6 @@ class Contender:
         self.mtp = kind.endswith("-mtp")
         self.n_max = cfg.n_max if self.mtp else 0
         self.out: dict[str, Any] = {}
-        self.sent = 0.0  # perf_counter when the request went out
         self.engine: bench.Server | bench.JsonWorker
         if kind.startswith("server"):
             self.engine = bench.Server(model, cfg, self.mtp, log, cpu=cpu)
@@ -116,7 +116,6 @@ class Contender:
         return self.engine.proc.poll() is not None
 
     def go(self) -> threading.Thread:
-        self.sent = time.perf_counter()
         th = threading.Thread(target=self._run)
         th.start()
         return th
