@@ -21,15 +21,15 @@ contender whose turn comes first alternates every round.
     python benches/side_by_side.py ours-mtp server-mtp --prompt short --n-predict 256 --rounds 8
     python benches/side_by_side.py ours server --threads 2 --prompt FILE   # time-sliced, -t 2
 
-Contenders: ``ours`` / ``ours-mtp`` (llama_mtp.Model.generate, plain / MTP with ``--n-max``
-drafts, timing from its stats), ``ours:K=V,...`` (the same with extra Model keyword arguments,
-Python literals), ``server`` / ``server-mtp`` (llama-server from ``benches/refs.py tools``, with
+Contenders: ``ours`` / ``ours-mtp`` (llama_mtp.Model.generate, plain / MTP with ``--n-max`` drafts,
+timing from its stats), ``ours:K=V,...`` (the same with extra Model keyword arguments, Python
+literals), ``server`` / ``server-mtp`` (llama-server from ``benches/refs.py tools``, with
 ``--spec-type draft-mtp``, its ``timings``), ``lcp`` (llama-cpp-python from ``benches/refs.py
-llama-cpp-python``, ``create_completion``; it reports text, not tokens, so ``same_tokens`` is null against
-it). The compared metric is prompt tok/s when one token is generated, generation tok/s otherwise
-(``--metric`` overrides; time-sliced: the whole request's running time). Prints a JSON line per round
-(both speeds of each, a/b of the metric, whether the two generated the same tokens) and one with
-the geometric mean of a/b.
+llama-cpp-python``, ``create_completion``; it reports text, not tokens, so ``same_tokens`` is null
+against it). The compared metric is prompt tok/s when one token is generated, generation tok/s
+otherwise (``--metric`` overrides; time-sliced: the whole request's running time). Prints a JSON
+line per round (both speeds of each, a/b of the metric, whether the two generated the same tokens)
+and one with the geometric mean of a/b.
 """
 
 from __future__ import annotations
