@@ -196,6 +196,14 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+def lcp_worker(model: Path, cfg: Config, cpu: int | None = None) -> JsonWorker:
+    """llama-cpp-python's worker (``_worker_lcp.py`` in its own venv) with ``model`` loaded."""
+    c = {"model": str(model), "threads": cfg.threads, "n_ctx": cfg.n_ctx, "n_batch": cfg.n_batch,
+         "n_ubatch": cfg.n_ubatch, "pld_tokens": cfg.pld_tokens}
+    return JsonWorker(pin_prefix(cpu) + [str(refs.lcp_python()), str(HERE / "_worker_lcp.py"),
+                                         json.dumps(c)])
+
+
 def pin_prefix(cpu: int | None) -> list[str]:
     """``taskset`` prefix that keeps a process (and its threads) on one CPU; [] when unpinned
     or not on Linux."""
@@ -383,11 +391,7 @@ class Block:
 
     def _lcp(self) -> JsonWorker:
         if "lcp" not in self.workers:
-            c = {"model": str(self.model), "threads": self.cfg.threads, "n_ctx": self.cfg.n_ctx,
-                 "n_batch": self.cfg.n_batch, "n_ubatch": self.cfg.n_ubatch,
-                 "pld_tokens": self.cfg.pld_tokens}
-            self.workers["lcp"] = JsonWorker([str(refs.lcp_python()),
-                                              str(HERE / "_worker_lcp.py"), json.dumps(c)])
+            self.workers["lcp"] = lcp_worker(self.model, self.cfg)
         w: JsonWorker = self.workers["lcp"]
         return w
 

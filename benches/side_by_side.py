@@ -51,7 +51,6 @@ from typing import Any, Protocol, Sequence
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import bench  # noqa: E402
-import refs  # noqa: E402
 
 CACHE = HERE / ".cache"
 PROMPTS = {"long": CACHE / "prompts" / "long-8192.txt", "short": CACHE / "prompts" / "short-1024.txt"}
@@ -81,10 +80,7 @@ class Contender:
             self.text = prompt.read_text(encoding="utf-8")
             return
         if kind == "lcp":
-            lcfg = {"model": str(model), "threads": cfg.threads, "n_ctx": cfg.n_ctx,
-                    "n_batch": cfg.n_batch, "n_ubatch": cfg.n_ubatch, "pld_tokens": 0}
-            self.engine = bench.JsonWorker(bench.pin_prefix(cpu) + [
-                str(refs.lcp_python()), str(HERE / "_worker_lcp.py"), json.dumps(lcfg)])
+            self.engine = bench.lcp_worker(model, cfg, cpu)
             return
         kwargs = {k: ast.literal_eval(v) for k, v in (a.split("=", 1) for a in args.split(",") if a)}
         wcfg = {"model": str(model), "threads": cfg.threads, "n_ctx": cfg.n_ctx,
@@ -142,12 +138,19 @@ def running_until(spans: list[tuple[float, float]], end: float) -> float:
     return sum(min(t1, end) - t0 for t0, t1 in spans if t0 < end)
 
 
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:  # it exited (a crash shows in its reply thread)
+        pass
+
+
 def run_sliced(pair: Sequence[Engine], slice_s: float, first: int) -> list[float]:
     """Send both requests, then let the two processes run in turns of ``slice_s`` (the other one
     stopped) until both have replied; return each one's running seconds up to its reply (its
     ``out["finished"]``)."""
     for c in pair:
-        os.kill(c.pid, signal.SIGSTOP)
+        _signal(c.pid, signal.SIGSTOP)
     threads: list[threading.Thread] = []
     turns: list[list[tuple[float, float]]] = [[], []]
     turn = first
@@ -156,17 +159,17 @@ def run_sliced(pair: Sequence[Engine], slice_s: float, first: int) -> list[float
         while any(th.is_alive() for th in threads):
             live = [i for i, th in enumerate(threads) if th.is_alive()]
             i = turn if turn in live else live[0]
-            os.kill(pair[i].pid, signal.SIGCONT)
+            _signal(pair[i].pid, signal.SIGCONT)
             t0 = time.perf_counter()
             threads[i].join(slice_s)  # returns early when the reply is in
             if not pair[i].exited():
-                os.kill(pair[i].pid, signal.SIGSTOP)
+                _signal(pair[i].pid, signal.SIGSTOP)
             turns[i].append((t0, time.perf_counter()))
             turn = 1 - i
     finally:
         for c in pair:  # never leave a process stopped
             if not c.exited():
-                os.kill(c.pid, signal.SIGCONT)
+                _signal(c.pid, signal.SIGCONT)
     return [running_until(spans, c.out.get("finished", 0.0)) for c, spans in zip(pair, turns)]
 
 

@@ -14,9 +14,11 @@
 // Only array new is replaced, and only where the C library's free() accepts memory from
 // aligned_alloc (C11/POSIX): the default operator delete[] ends in free(), so arrays from this
 // operator and from libstdc++'s may be deleted by either. Windows' CRT needs _aligned_free for
-// aligned memory, so there the default stays. The module keeps the replacement to itself:
-// Python loads extension modules with RTLD_LOCAL, so other libraries in the process never bind
-// to it; a portable build links this file into each ggml-cpu backend library as well.
+// aligned memory, so there the default stays. The module binds its own calls to it at link
+// time (-Bsymbolic-functions); Python loads extension modules with RTLD_LOCAL, so other
+// libraries do not bind to it (were the module loaded RTLD_GLOBAL, their arrays would merely
+// come aligned: free() still releases them). A portable Linux build links this file into each
+// ggml-cpu backend library as well.
 
 #if !defined(_WIN32)
 
