@@ -8,6 +8,7 @@
 #include "backend.h"
 #include "errors.h"
 #include "gguf_file.h"
+#include "gil.h"
 #include "log_bridge.h"
 #include "quantize.h"
 
@@ -24,6 +25,7 @@ void bind_errors(py::module_& m) {
     static py::handle context_overflow = py::object(errors.attr("ContextOverflowError")).release();
     static py::handle decode_error = py::object(errors.attr("DecodeError")).release();
     static py::handle closed_error = py::object(errors.attr("ModelClosedError")).release();
+    static py::handle queue_full = py::object(errors.attr("QueueFullError")).release();
     py::register_exception_translator([](std::exception_ptr p) {
         try {
             if (p) std::rethrow_exception(p);
@@ -39,6 +41,8 @@ void bind_errors(py::module_& m) {
             PyErr_SetString(decode_error.ptr(), e.what());
         } catch (const ClosedError& e) {
             PyErr_SetString(closed_error.ptr(), e.what());
+        } catch (const QueueFullError& e) {
+            PyErr_SetString(queue_full.ptr(), e.what());
         } catch (const InvalidArgument& e) {
             PyErr_SetString(PyExc_ValueError, e.what());
         }
@@ -89,7 +93,7 @@ std::shared_ptr<py::object> hold_python(py::object fn) {
 
 void bind_system(py::module_& m) {
     m.def("init_backend", &ensure_backend, py::arg("backend_dir"),
-          py::call_guard<py::gil_scoped_release>(),
+          py::call_guard<GilRelease>(),
           "Initialise llama.cpp's backends once (loads run-time backends from backend_dir).");
 
     m.def(
@@ -102,7 +106,8 @@ void bind_system(py::module_& m) {
             auto holder = hold_python(std::move(fn));
             set_log_sink(
                 [holder](int level, const std::string& message) {
-                    if (!Py_IsInitialized()) return;
+                    // The engine's threads log too: never from them once the interpreter goes away.
+                    if (!Py_IsInitialized() || shutting_down()) return;
                     py::gil_scoped_acquire gil;
                     try {
                         (*holder)(level, py::bytes(message).attr("decode")("utf-8", "replace"));
@@ -145,7 +150,7 @@ void bind_system(py::module_& m) {
         [](const std::string& path, size_t max_array_items) -> StrDict {
             GgufFile f;
             {
-                py::gil_scoped_release release;
+                GilRelease release;
                 f = read_gguf(path, max_array_items);
             }
             return gguf_to_dict(f);
@@ -157,7 +162,7 @@ void bind_system(py::module_& m) {
           "Quantization type names accepted by quantize().");
     m.def("quantize", &quantize, py::arg("src"), py::arg("dst"), py::arg("type"),
           py::arg("threads") = 0, py::arg("allow_requantize") = false,
-          py::call_guard<py::gil_scoped_release>(),
+          py::call_guard<GilRelease>(),
           "Quantize a GGUF model file with llama.cpp's quantizer.");
 }
 
@@ -168,6 +173,6 @@ PYBIND11_MODULE(_core, m) {
     llama_mtp::bind_errors(m);
     llama_mtp::bind_system(m);
     llama_mtp::bind_model(m);
-    llama_mtp::bind_session(m);
+    llama_mtp::bind_engine(m);
     llama_mtp::bind_chat(m);
 }

@@ -8,7 +8,7 @@ namespace llama_mtp {
 void bind_errors(pybind11::module_& m);
 void bind_system(pybind11::module_& m);
 void bind_model(pybind11::module_& m);
-void bind_session(pybind11::module_& m);
+void bind_engine(pybind11::module_& m);
 void bind_chat(pybind11::module_& m);
 
 }  // namespace llama_mtp

@@ -2,6 +2,7 @@
 #include <pybind11/stl.h>
 
 #include "bindings.h"
+#include "gil.h"
 #include "chat_format.h"
 
 namespace py = pybind11;
@@ -27,14 +28,28 @@ void bind_chat(py::module_& m) {
         .def_readonly("thinking_start_tag", &ChatPrompt::thinking_start_tag)
         .def_readonly("thinking_end_tags", &ChatPrompt::thinking_end_tags)
         .def("parse", &ChatPrompt::parse, py::arg("text"), py::arg("partial"),
-             py::call_guard<py::gil_scoped_release>());
+             py::call_guard<GilRelease>());
+
+    py::class_<ChatDelta>(m, "ChatDelta", "A streamed piece of a reply (see llama_mtp.ChatDelta).")
+        .def_readonly("content", &ChatDelta::content)
+        .def_readonly("reasoning_content", &ChatDelta::reasoning_content)
+        .def_readonly("tool_call_index", &ChatDelta::tool_call_index)
+        .def_readonly("tool_call_id", &ChatDelta::tool_call_id)
+        .def_readonly("tool_call_name", &ChatDelta::tool_call_name)
+        .def_readonly("tool_call_arguments", &ChatDelta::tool_call_arguments);
+
+    py::class_<ChatStreamParser>(m, "ChatStreamParser",
+                                 "Parses a streamed reply into deltas (llama.cpp's common_chat_msg_diff).")
+        .def(py::init<const ChatPrompt&>(), py::arg("prompt"))
+        .def("push", &ChatStreamParser::push, py::arg("text"), py::arg("final"), py::call_guard<GilRelease>())
+        .def("message", &ChatStreamParser::message);
 
     py::class_<ChatTemplates>(m, "ChatTemplates", "The model's chat template (llama.cpp common chat).")
         .def(py::init<const Model&, const std::string&>(), py::arg("model"), py::arg("override_template"))
         .def_property_readonly("source", &ChatTemplates::source)
         .def("apply", &ChatTemplates::apply, py::arg("messages_json"), py::arg("tools_json"),
              py::arg("tool_choice"), py::arg("enable_thinking"), py::arg("add_generation_prompt"),
-             py::call_guard<py::gil_scoped_release>());
+             py::call_guard<GilRelease>());
 }
 
 }  // namespace llama_mtp

@@ -3,6 +3,7 @@
 #include <pybind11/typing.h>
 
 #include "bindings.h"
+#include "gil.h"
 #include "model.h"
 
 namespace py = pybind11;
@@ -23,8 +24,8 @@ void bind_model(py::module_& m) {
 
     py::class_<Model, std::shared_ptr<Model>>(m, "Model", "A loaded GGUF model (native handle).")
         .def(py::init<const std::string&, const ModelOptions&>(), py::arg("path"), py::arg("options"),
-             py::call_guard<py::gil_scoped_release>())
-        .def("close", &Model::close, py::call_guard<py::gil_scoped_release>())
+             py::call_guard<GilRelease>())
+        .def("close", &Model::close, py::call_guard<GilRelease>())
         .def_property_readonly("closed", &Model::closed)
         .def_property_readonly("path", &Model::path)
         .def_property_readonly("arch", &Model::arch)
@@ -49,14 +50,14 @@ void bind_model(py::module_& m) {
         .def("chat_template", &Model::chat_template, py::arg("name") = std::string())
         .def("is_eog", &Model::is_eog, py::arg("token"))
         .def("tokenize", &Model::tokenize, py::arg("text"), py::arg("add_special"),
-             py::arg("parse_special"), py::call_guard<py::gil_scoped_release>())
+             py::arg("parse_special"), py::call_guard<GilRelease>())
         .def(
             "detokenize",
             [](const Model& self, const std::vector<llama_token>& tokens, bool remove_special,
                bool unparse_special) {
                 std::string text;
                 {
-                    py::gil_scoped_release release;
+                    GilRelease release;
                     text = self.detokenize(tokens, remove_special, unparse_special);
                 }
                 return py::bytes(text);

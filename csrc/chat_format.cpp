@@ -1,5 +1,7 @@
 #include "chat_format.h"
 
+#include <random>
+
 #include "errors.h"
 #include "json.h"
 #include "log_bridge.h"
@@ -57,24 +59,95 @@ ChatPrompt ChatTemplates::apply(const std::string& messages_json, const std::str
     return out;
 }
 
-ChatParsed ChatPrompt::parse(const std::string& text, bool partial) const {
-    common_chat_parser_params pp(params);
-    pp.reasoning_format = reasoning_format;
-    pp.parse_tool_calls = parse_tool_calls;
-    if (!params.parser.empty()) pp.parser.load(params.parser);
-    common_chat_msg msg;
+namespace {
+
+common_chat_parser_params parser_params(const ChatPrompt& prompt) {
+    common_chat_parser_params pp(prompt.params);
+    pp.reasoning_format = prompt.reasoning_format;
+    pp.parse_tool_calls = prompt.parse_tool_calls;
+    if (!prompt.params.parser.empty()) pp.parser.load(prompt.params.parser);
+    return pp;
+}
+
+common_chat_msg parse_text(const std::string& text, bool partial, const common_chat_parser_params& pp) {
     try {
-        msg = common_chat_parse(text, partial, pp);
+        return common_chat_parse(text, partial, pp);
     } catch (const std::exception&) {
         // The output does not follow the template's format (a truncated reply, say): keep it all
         // as content rather than lose it.
+        common_chat_msg msg;
         msg.content = text;
+        return msg;
     }
+}
+
+ChatParsed to_parsed(const common_chat_msg& msg) {
     ChatParsed out;
     out.content = msg.content;
     out.reasoning_content = msg.reasoning_content;
     for (const auto& call : msg.tool_calls) out.tool_calls.push_back({call.name, call.arguments, call.id});
     return out;
 }
+
+std::string tool_call_id() {
+    static const char chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    static thread_local std::mt19937 rng{std::random_device{}()};
+    std::uniform_int_distribution<size_t> pick(0, sizeof(chars) - 2);
+    std::string id = "call_";
+    for (int i = 0; i < 24; ++i) id += chars[pick(rng)];
+    return id;
+}
+
+}  // namespace
+
+ChatParsed ChatPrompt::parse(const std::string& text, bool partial) const {
+    return to_parsed(parse_text(text, partial, parser_params(*this)));
+}
+
+ChatStreamParser::ChatStreamParser(const ChatPrompt& prompt) : params_(parser_params(prompt)) {}
+
+std::vector<ChatDelta> ChatStreamParser::push(const std::string& text, bool final) {
+    text_ += text;
+    common_chat_msg next;
+    if (final) {
+        next = parse_text(text_, false, params_);
+    } else {
+        try {
+            next = common_chat_parse(text_, true, params_);
+        } catch (const std::exception&) {
+            return {};  // not parseable yet: wait for more text
+        }
+    }
+    std::vector<ChatDelta> out;
+    if (next.empty() && !final) return out;
+    next.set_tool_call_ids(tool_call_ids_, tool_call_id);
+    std::vector<common_chat_msg_diff> diffs;
+    try {
+        diffs = common_chat_msg_diff::compute_diffs(msg_, next);
+    } catch (const std::exception&) {
+        // A partial parse that a later one contradicts (fewer tool calls, say): keep the earlier
+        // message and wait for the final parse, whose diff against it is always well formed.
+        if (!final) return out;
+        common_chat_msg prev = msg_;
+        prev.tool_calls.clear();
+        diffs = common_chat_msg_diff::compute_diffs(prev, next);
+    }
+    msg_ = std::move(next);
+    for (const auto& d : diffs) {
+        ChatDelta delta;
+        delta.content = d.content_delta;
+        delta.reasoning_content = d.reasoning_content_delta;
+        if (d.tool_call_index != std::string::npos) {
+            delta.tool_call_index = static_cast<int32_t>(d.tool_call_index);
+            delta.tool_call_id = d.tool_call_delta.id;
+            delta.tool_call_name = d.tool_call_delta.name;
+            delta.tool_call_arguments = d.tool_call_delta.arguments;
+        }
+        out.push_back(std::move(delta));
+    }
+    return out;
+}
+
+ChatParsed ChatStreamParser::message() const { return to_parsed(msg_); }
 
 }  // namespace llama_mtp

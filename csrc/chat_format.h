@@ -39,6 +39,35 @@ struct ChatPrompt {
     ChatParsed parse(const std::string& text, bool partial) const;
 };
 
+// A piece of a streamed reply: new answer / reasoning text, or a piece of one tool call (its
+// index among the reply's tool calls; name and id when they first appear, then argument text).
+struct ChatDelta {
+    std::string content;
+    std::string reasoning_content;
+    int32_t tool_call_index = -1;  // -1: no tool-call piece
+    std::string tool_call_id;
+    std::string tool_call_name;
+    std::string tool_call_arguments;
+};
+
+// Parses a reply as it streams in, as llama-server does: the text so far is parsed with the
+// template's parser (kept loaded) and the change against the previous parse is handed out as
+// deltas (llama.cpp's common_chat_msg_diff), tool-call pieces included.
+class ChatStreamParser {
+public:
+    explicit ChatStreamParser(const ChatPrompt& prompt);
+    // Adds generated text; `final` once the reply is complete. Returns the new deltas.
+    std::vector<ChatDelta> push(const std::string& text, bool final);
+    // The reply as parsed so far (after push(..., true): the final one).
+    ChatParsed message() const;
+
+private:
+    common_chat_parser_params params_;
+    std::string text_;
+    common_chat_msg msg_;
+    std::vector<std::string> tool_call_ids_;
+};
+
 class ChatTemplates {
 public:
     // `override_template`: jinja source to use instead of the GGUF's (empty: the GGUF's).

@@ -20,10 +20,14 @@ ggml_type cache_type_from_name(const std::string& name) {
 }
 
 llama_context_params make_context_params(const ContextOptions& o, uint32_t n_rs_seq,
-                                         uint32_t n_outputs_max) {
+                                         uint32_t n_outputs_max, uint32_t n_seq) {
     if (o.n_ctx < 16) throw InvalidArgument("n_ctx must be at least 16");
     if (o.n_batch < 1 || o.n_ubatch < 1) throw InvalidArgument("n_batch and n_ubatch must be >= 1");
     if (o.n_ubatch > o.n_batch) throw InvalidArgument("n_ubatch must not exceed n_batch");
+    if (n_seq < 1) throw InvalidArgument("n_parallel must be >= 1");
+    if (!o.kv_unified && o.n_ctx / n_seq < 16) {
+        throw InvalidArgument("n_ctx / n_parallel must be at least 16 tokens per sequence");
+    }
     if (n_rs_seq > 0 && o.n_ubatch < n_rs_seq + 2) {
         throw InvalidArgument("n_ubatch (" + std::to_string(o.n_ubatch) +
                               ") must be at least the draft length + 2 (" + std::to_string(n_rs_seq + 2) +
@@ -33,7 +37,8 @@ llama_context_params make_context_params(const ContextOptions& o, uint32_t n_rs_
     p.n_ctx = o.n_ctx;
     p.n_batch = o.n_batch;
     p.n_ubatch = o.n_ubatch;
-    p.n_seq_max = 1;
+    p.n_seq_max = n_seq;
+    p.kv_unified = o.kv_unified;
     p.n_rs_seq = n_rs_seq;
     p.n_outputs_max = std::max<uint32_t>(1, std::min(n_outputs_max, o.n_batch));
     p.n_outputs_max_per_seq = 0;

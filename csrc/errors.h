@@ -28,6 +28,11 @@ struct DecodeError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// More requests already wait for a slot than the engine's queue holds.
+struct QueueFullError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
 // A model/session was used after close().
 struct ClosedError : std::runtime_error {
     using std::runtime_error::runtime_error;

@@ -3,8 +3,8 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <map>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -22,30 +22,27 @@ struct ContextOptions {
     std::string flash_attn = "auto";  // "auto" | "on" | "off"
     std::string cache_type_k = "f16";
     std::string cache_type_v = "f16";
-    bool offload_kqv = true;
+    bool offload_kqv = true;  // KV cache and its ops on the GPU (llama.cpp: -nkvo turns it off)
+    bool kv_unified = true;  // one KV pool shared by all sequences (llama.cpp: -kvu / -no-kvu)
 };
 
-// Which speculator drafts tokens (llama.cpp: --spec-type, --spec-draft-*).
+// Which speculator drafts tokens (llama.cpp: --spec-type, --spec-draft-*). Field names are those
+// of llama_mtp.Speculator.
 struct SpeculatorOptions {
-    std::vector<std::string> types;  // llama.cpp names: "draft-mtp", "draft-simple", "ngram-simple", ...
+    std::string type = "none";  // llama.cpp's name: "draft-mtp", "draft-simple", "ngram-simple", ...
     int32_t n_max = 3;
     int32_t n_min = 0;
     float p_min = 0.0f;
-    std::string draft_model_path;   // draft-simple: the draft GGUF
-    int32_t draft_gpu_layers = -1;  // --spec-draft-ngl
-    std::string draft_cache_type_k = "f16";
-    std::string draft_cache_type_v = "f16";
+    std::string model_path;     // draft-simple: the draft GGUF; draft-mtp: an MTP sidecar GGUF
+    int32_t gpu_layers = -1;    // --spec-draft-ngl
+    std::string cache_type_k = "f16";  // -ctkd
+    std::string cache_type_v = "f16";  // -ctvd
     // n-gram speculators (llama.cpp defaults)
     int32_t ngram_size_n = 12;
     int32_t ngram_size_m = 48;
     int32_t ngram_min_hits = 1;
 
-    bool enabled() const {
-        for (const auto& t : types) {
-            if (t != "none") return true;
-        }
-        return false;
-    }
+    bool enabled() const { return !type.empty() && type != "none"; }
 };
 
 // Sampling (llama.cpp common_params_sampling, vLLM SamplingParams).
@@ -72,6 +69,19 @@ struct SamplingOptions {
     std::vector<std::vector<llama_token>> reasoning_budget_end;
     std::vector<llama_token> reasoning_budget_forced;
     std::string generation_prompt;  // the assistant opener the chat template already wrote
+    // Log-probabilities of the generated tokens under the target model (-1: off; k >= 0: also
+    // the k most likely alternatives of each token, at most kMaxLogprobs).
+    int32_t logprobs = -1;
+};
+
+constexpr int32_t kMaxLogprobs = 20;
+
+// Log-probability of one generated token and of the most likely alternatives at its position,
+// from the target model's raw distribution (before the sampler's transformations).
+struct TokenLogprob {
+    llama_token token = 0;
+    float logprob = 0.0f;
+    std::vector<std::pair<llama_token, float>> top;
 };
 
 // llama-server `timings` + vLLM speculative metrics. Always fully populated (0 when unused).
@@ -84,7 +94,7 @@ struct GenerationStats {
     int32_t draft_n = 0;        // tokens drafted
     int32_t draft_n_accepted = 0;
     int32_t num_drafts = 0;     // verification steps that carried a draft
-    std::vector<int32_t> accepted_per_pos;  // accepted_per_pos[i]: drafts whose token i was accepted
+    std::vector<int32_t> accepted_per_position;  // [i]: drafts whose token i was accepted
 };
 
 enum class FinishReason { kStop, kLength, kEos, kCancelled };
@@ -94,13 +104,9 @@ struct GenerationResult {
     std::vector<llama_token> tokens;
     FinishReason finish_reason = FinishReason::kLength;
     std::string stop_reason;  // the stop string matched, if any
+    std::vector<TokenLogprob> logprobs;  // one per token when SamplingOptions::logprobs >= 0
     GenerationStats stats;
 };
 
-// Called once per decoding step with the new text (complete UTF-8 only) and tokens.
-// Return false to stop generation (finish_reason = cancelled).
-using StepCallback = std::function<bool(const std::string& text, const std::vector<llama_token>& tokens)>;
-// Polled once per step; return true to stop (finish_reason = cancelled).
-using CancelCheck = std::function<bool()>;
 
 }  // namespace llama_mtp

@@ -1,6 +1,6 @@
-// What a session keeps between generate() calls so that a shared prompt prefix (multi-turn chat)
-// is not evaluated again: the tokens held in the target's memory, and for models with recurrent
-// layers (whose state cannot be truncated) a few saved recurrent states to go back to.
+// What an engine slot keeps between requests so that a shared prompt prefix (multi-turn chat) is
+// not evaluated again: the tokens of its sequence held in the target's memory, and for models with
+// recurrent layers (whose state cannot be truncated) a few saved recurrent states to go back to.
 #pragma once
 
 #include <cstdint>
@@ -13,7 +13,7 @@ namespace llama_mtp {
 
 class PromptCache {
 public:
-    PromptCache(llama_context* ctx_tgt, bool recurrent, size_t max_checkpoints = 3);
+    PromptCache(llama_context* ctx_tgt, llama_seq_id seq, bool recurrent, size_t max_checkpoints = 3);
 
     bool recurrent() const { return recurrent_; }
 
@@ -28,7 +28,10 @@ public:
     // that leaves at least one token to evaluate; returns its length.
     size_t reuse(const std::vector<llama_token>& prompt, llama_memory_t mem_dft);
 
-    // Forgets everything (both memories cleared).
+    // Longest common prefix of the cached tokens and `prompt`.
+    size_t common_prefix(const std::vector<llama_token>& prompt) const;
+
+    // Forgets everything (this sequence removed from both memories).
     void clear(llama_memory_t mem_dft);
 
 private:
@@ -38,6 +41,7 @@ private:
     };
 
     llama_context* ctx_;
+    llama_seq_id seq_;
     bool recurrent_;
     size_t max_checkpoints_;
     std::vector<llama_token> tokens_;

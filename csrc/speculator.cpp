@@ -13,13 +13,9 @@ bool has_type(const std::vector<common_speculative_type>& types, common_speculat
     return std::find(types.begin(), types.end(), t) != types.end();
 }
 
-std::vector<common_speculative_type> parse_types(const std::vector<std::string>& names) {
-    std::vector<std::string> wanted;
-    for (const auto& n : names) {
-        if (n != "none") wanted.push_back(n);
-    }
+std::vector<common_speculative_type> parse_types(const std::string& name) {
     try {
-        return common_speculative_types_from_names(wanted);
+        return common_speculative_types_from_names({name});
     } catch (const std::exception& e) {
         throw InvalidArgument(std::string("unknown speculator type: ") + e.what() + " (known: " +
                               common_speculative_all_types_str() + ")");
@@ -29,8 +25,8 @@ std::vector<common_speculative_type> parse_types(const std::vector<std::string>&
 }  // namespace
 
 Speculator::Speculator(const SpeculatorOptions& options, llama_model* model_tgt, bool mtp_loaded,
-                       llama_context* ctx_tgt, const llama_context_params& cp_tgt)
-    : options_(options) {
+                       llama_context* ctx_tgt, const llama_context_params& cp_tgt, uint32_t n_seq)
+    : options_(options), n_seq_(n_seq), drafted_(n_seq, false), dft_checkpoints_(n_seq) {
     if (options.n_max < 1) throw InvalidArgument("speculator n_max must be >= 1");
     if (options.n_min < 0 || options.n_min > options.n_max) {
         throw InvalidArgument("speculator n_min must be in [0, n_max]");
@@ -38,7 +34,7 @@ Speculator::Speculator(const SpeculatorOptions& options, llama_model* model_tgt,
     if (!(options.p_min >= 0.0f && options.p_min <= 1.0f)) {
         throw InvalidArgument("speculator p_min must be in [0, 1]");
     }
-    const auto types = parse_types(options.types);
+    const auto types = parse_types(options.type);
     const bool want_mtp = has_type(types, COMMON_SPECULATIVE_TYPE_DRAFT_MTP);
     const bool want_draft = has_type(types, COMMON_SPECULATIVE_TYPE_DRAFT_SIMPLE);
     for (auto t : types) {
@@ -52,28 +48,29 @@ Speculator::Speculator(const SpeculatorOptions& options, llama_model* model_tgt,
 
     llama_context_params cd = cp_tgt;
     cd.n_rs_seq = 0;
-    cd.n_outputs_max = 1;
+    // MTP drafts one token per sequence per step
+    cd.n_outputs_max = n_seq;
     cd.n_outputs_max_per_seq = 1;
     cd.ctx_other = ctx_tgt;
     cd.n_ctx = llama_n_ctx(ctx_tgt);
 
-    if (want_mtp && !options.draft_model_path.empty()) {
+    if (want_mtp && !options.model_path.empty()) {
         // The MTP head shipped as a separate GGUF (`mtp-*.gguf`): load it as its own model and run
         // its MTP context next to the target.
         llama_model_params mp = llama_model_default_params();
-        mp.n_gpu_layers = options.draft_gpu_layers;
+        mp.n_gpu_layers = options.gpu_layers;
         mp.load_mtp = true;
         clear_thread_errors();
-        model_dft_ = llama_model_load_from_file(options.draft_model_path.c_str(), mp);
+        model_dft_ = llama_model_load_from_file(options.model_path.c_str(), mp);
         if (model_dft_ == nullptr) {
-            throw ModelLoadError("could not load the MTP sidecar '" + options.draft_model_path + "': " +
+            throw ModelLoadError("could not load the MTP sidecar '" + options.model_path + "': " +
                                  take_thread_errors());
         }
         if (llama_model_n_layer_nextn(model_dft_) != 1 ||
             llama_model_n_embd(model_dft_) != llama_model_n_embd_out(model_tgt)) {
             llama_model_free(model_dft_);
             model_dft_ = nullptr;
-            throw MTPUnavailableError("'" + options.draft_model_path + "' is not an MTP head for this model "
+            throw MTPUnavailableError("'" + options.model_path + "' is not an MTP head for this model "
                                       "(it needs exactly one nextn block and the target's hidden size)");
         }
         cd.ctx_type = LLAMA_CONTEXT_TYPE_MTP;
@@ -106,15 +103,15 @@ Speculator::Speculator(const SpeculatorOptions& options, llama_model* model_tgt,
             throw MTPUnavailableError("llama.cpp could not create the MTP context: " + take_thread_errors());
         }
     } else if (want_draft) {
-        if (options.draft_model_path.empty()) {
+        if (options.model_path.empty()) {
             throw InvalidArgument("draft-simple needs a draft model: Speculator.draft_model(path, ...)");
         }
         llama_model_params mp = llama_model_default_params();
-        mp.n_gpu_layers = options.draft_gpu_layers;
+        mp.n_gpu_layers = options.gpu_layers;
         clear_thread_errors();
-        model_dft_ = llama_model_load_from_file(options.draft_model_path.c_str(), mp);
+        model_dft_ = llama_model_load_from_file(options.model_path.c_str(), mp);
         if (model_dft_ == nullptr) {
-            throw ModelLoadError("could not load the draft model '" + options.draft_model_path + "': " +
+            throw ModelLoadError("could not load the draft model '" + options.model_path + "': " +
                                  take_thread_errors());
         }
         dft_recurrent_ = llama_model_is_recurrent(model_dft_) || llama_model_is_hybrid(model_dft_);
@@ -122,8 +119,10 @@ Speculator::Speculator(const SpeculatorOptions& options, llama_model* model_tgt,
         cd.ctx_other = nullptr;
         // A recurrent draft model rolls back the verification batch it mirrors with snapshots.
         cd.n_rs_seq = dft_recurrent_ ? static_cast<uint32_t>(options.n_max) : 0;
-        cd.type_k = cache_type_from_name(options.draft_cache_type_k);
-        cd.type_v = cache_type_from_name(options.draft_cache_type_v);
+        cd.n_outputs_max = n_seq * static_cast<uint32_t>(options.n_max + 1);
+        cd.n_outputs_max_per_seq = static_cast<uint32_t>(options.n_max + 1);
+        cd.type_k = cache_type_from_name(options.cache_type_k);
+        cd.type_v = cache_type_from_name(options.cache_type_v);
         ctx_dft_ = llama_init_from_model(model_dft_, cd);
         if (ctx_dft_ == nullptr) {
             llama_model_free(model_dft_);
@@ -139,14 +138,14 @@ Speculator::Speculator(const SpeculatorOptions& options, llama_model* model_tgt,
     params.draft.p_min = options.p_min;
     params.draft.ctx_tgt = ctx_tgt;
     params.draft.ctx_dft = ctx_dft_;
-    params.draft.n_gpu_layers = options.draft_gpu_layers;
+    params.draft.n_gpu_layers = options.gpu_layers;
     for (auto* ngram : {&params.ngram_simple, &params.ngram_map_k, &params.ngram_map_k4v}) {
         ngram->size_n = static_cast<uint16_t>(options.ngram_size_n);
         ngram->size_m = static_cast<uint16_t>(options.ngram_size_m);
         ngram->min_hits = static_cast<uint16_t>(options.ngram_min_hits);
     }
     try {
-        spec_ = common_speculative_init(params, 1);
+        spec_ = common_speculative_init(params, n_seq);
     } catch (const std::exception& e) {
         if (ctx_dft_) llama_free(ctx_dft_);
         if (model_dft_) llama_model_free(model_dft_);
@@ -166,49 +165,67 @@ Speculator::~Speculator() {
     if (model_dft_) llama_model_free(model_dft_);
 }
 
+bool Speculator::serves(const SpeculatorOptions& w) const {
+    const SpeculatorOptions& o = options_;
+    return w.type == o.type && w.n_max <= o.n_max && w.model_path == o.model_path &&
+           w.gpu_layers == o.gpu_layers && w.cache_type_k == o.cache_type_k && w.cache_type_v == o.cache_type_v &&
+           w.ngram_size_n == o.ngram_size_n && w.ngram_size_m == o.ngram_size_m &&
+           w.ngram_min_hits == o.ngram_min_hits && w.n_min == o.n_min && w.p_min == o.p_min;
+}
+
 bool Speculator::process(const common_batch& batch) { return common_speculative_process(spec_, batch); }
 
-void Speculator::begin(const llama_tokens& tokens) {
-    drafted_ = false;
-    common_speculative_begin(spec_, 0, tokens);
+void Speculator::begin(llama_seq_id seq, const llama_tokens& tokens) {
+    drafted_[static_cast<size_t>(seq)] = false;
+    common_speculative_begin(spec_, seq, tokens);
 }
 
-void Speculator::draft(llama_pos pos0, llama_token id_last, int32_t n_max, const llama_tokens& history,
-                       llama_tokens& out) {
-    out.clear();
-    if (n_max <= 0) return;  // 0 means "no limit" to common_speculative: never pass it
-    // A recurrent draft model decodes its draft one token at a time, which its snapshots cannot
-    // undo: save its recurrent state before drafting and put it back afterwards.
-    if (dft_recurrent_) {
-        const size_t size = llama_state_seq_get_size_ext(ctx_dft_, 0, LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY);
-        dft_checkpoint_.resize(size);
-        if (llama_state_seq_get_data_ext(ctx_dft_, dft_checkpoint_.data(), size, 0,
-                                         LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY) == 0) {
-            dft_checkpoint_.clear();
+void Speculator::draft(std::vector<DraftJob>& jobs) {
+    bool any = false;
+    for (auto& job : jobs) {
+        job.out->clear();
+        if (job.n_max <= 0) continue;  // 0 means "no limit" to common_speculative: never pass it
+        any = true;
+        // A recurrent draft model decodes its draft one token at a time, which its snapshots
+        // cannot undo: save its recurrent state before drafting and put it back afterwards.
+        auto& checkpoint = dft_checkpoints_[static_cast<size_t>(job.seq)];
+        checkpoint.clear();
+        if (dft_recurrent_) {
+            const size_t size = llama_state_seq_get_size_ext(ctx_dft_, job.seq, LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY);
+            checkpoint.resize(size);
+            if (llama_state_seq_get_data_ext(ctx_dft_, checkpoint.data(), size, job.seq,
+                                             LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY) == 0) {
+                checkpoint.clear();
+            }
         }
+        auto& dp = common_speculative_get_draft_params(spec_, job.seq);
+        dp.drafting = true;
+        dp.n_max = job.n_max;
+        dp.pos0 = job.pos0;
+        dp.id_last = job.id_last;
+        dp.prompt = job.history;
+        dp.result = job.out;
     }
-    auto& dp = common_speculative_get_draft_params(spec_, 0);
-    dp.drafting = true;
-    dp.n_max = n_max;
-    dp.pos0 = pos0;
-    dp.id_last = id_last;
-    dp.prompt = &history;
-    dp.result = &out;
+    if (!any) return;
     common_speculative_draft(spec_);
-    if (!out.empty()) drafted_ = true;
-    if (ctx_dft_) {
-        if (dft_recurrent_ && !dft_checkpoint_.empty()) {
-            llama_state_seq_set_data_ext(ctx_dft_, dft_checkpoint_.data(), dft_checkpoint_.size(), 0,
-                                         LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY);
+    for (auto& job : jobs) {
+        if (job.n_max <= 0) continue;
+        if (!job.out->empty()) drafted_[static_cast<size_t>(job.seq)] = true;
+        if (ctx_dft_) {
+            const auto& checkpoint = dft_checkpoints_[static_cast<size_t>(job.seq)];
+            if (dft_recurrent_ && !checkpoint.empty()) {
+                llama_state_seq_set_data_ext(ctx_dft_, checkpoint.data(), checkpoint.size(), job.seq,
+                                             LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY);
+            }
+            llama_memory_seq_rm(llama_get_memory(ctx_dft_), job.seq, job.pos0, -1);
         }
-        llama_memory_seq_rm(llama_get_memory(ctx_dft_), 0, pos0, -1);
+        if (static_cast<int32_t>(job.out->size()) > job.n_max) job.out->resize(static_cast<size_t>(job.n_max));
     }
-    if (static_cast<int32_t>(out.size()) > n_max) out.resize(static_cast<size_t>(n_max));
 }
 
-void Speculator::accept(uint16_t n_accepted) {
-    if (!drafted_) return;  // common_speculative asserts when nothing was ever drafted
-    common_speculative_accept(spec_, 0, n_accepted);
+void Speculator::accept(llama_seq_id seq, uint16_t n_accepted) {
+    if (!drafted_[static_cast<size_t>(seq)]) return;  // common_speculative asserts when nothing was drafted
+    common_speculative_accept(spec_, seq, n_accepted);
 }
 
 }  // namespace llama_mtp

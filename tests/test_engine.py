@@ -235,7 +235,7 @@ def test_streaming_never_waits_for_the_gil(tiny: Model) -> None:
     stream = tiny.stream(PROMPT, greedy(24, ignore_eos=True), speculator=Speculator.mtp(2))
     first = next(stream)  # the loop is running (prompt done, first token out)
     held = _gil_hostage(n + 4)  # ~1.6 s with the GIL held throughout
-    pending = stream._steps.pending
+    pending = stream.pending
     rest = list(stream)
     assert stream.output is not None
     assert stream.output.stats.predicted_ms / 1000 < held / 2, "the machine is too slow for this test"
@@ -243,28 +243,43 @@ def test_streaming_never_waits_for_the_gil(tiny: Model) -> None:
     assert pending == len(rest) and len(first.tokens) + sum(len(c.tokens) for c in rest) == 24
 
 
-def test_step_queue_timeout_and_finish() -> None:
-    steps = _core.StepQueue()
+def test_request_wait_timeouts(tiny: Model) -> None:
+    request = tiny._get_engine().submit(tiny.tokenize(PROMPT), greedy(None, ignore_eos=True).to_native(),
+                                        Speculator.none(), stream=True)
     with pytest.raises(TimeoutError):
-        steps.get(timeout=0.05)
+        request.next_chunk(timeout=0.0)  # the prompt is not even evaluated yet
     for bad in (-1.0, float("nan")):
         with pytest.raises(ValueError, match="non-negative"):
-            steps.get(timeout=bad)
-    steps.finish()
-    steps.finish()  # idempotent
-    assert steps.get() is None and steps.pending == 0
-    assert steps.get(timeout=float("inf")) is None  # no limit, and no clock overflow
+            request.next_chunk(timeout=bad)
+        with pytest.raises(ValueError, match="non-negative"):
+            request.result(timeout=bad)
+    assert request.next_chunk(timeout=float("inf")) is not None  # no limit, and no clock overflow
+    request.cancel()
+    out = request.result(timeout=30)
+    assert out.finish_reason == "cancelled"
+    while request.next_chunk() is not None:
+        pass
+    assert request.next_chunk() is None and request.pending == 0 and request.done
 
 
-def test_keyboard_interrupt_reaches_a_consumer_waiting_for_a_chunk() -> None:
-    steps = _core.StepQueue()
-    threading.Timer(0.1, _thread.interrupt_main).start()
-    with pytest.raises(KeyboardInterrupt):
-        steps.get()
+def test_keyboard_interrupt_reaches_a_consumer_waiting_for_a_chunk(tiny_model_path: Path) -> None:
+    """A stream queued behind a busy slot: its consumer waits for a first chunk that does not
+    come, and Ctrl-C still reaches it (and cancels the queued request)."""
+    with Model(tiny_model_path, n_ctx=1024, n_threads=1, n_parallel=1) as model:
+        busy = model.stream(PROMPT, greedy(None, ignore_eos=True))
+        next(busy)
+        waiting = model.stream(PROMPT, greedy(8))
+        threading.Timer(0.2, _thread.interrupt_main).start()
+        with pytest.raises(KeyboardInterrupt):
+            next(waiting)
+        busy.close()
+        assert model.metrics().requests_deferred == 0
+        assert len(model.generate(PROMPT, greedy(4)).tokens) == 4
 
 
 def test_eight_concurrent_callers(tiny: Model, tiny_model_path: Path) -> None:
-    """Calls on one Model are serialized by its session; none may crash or see another's state."""
+    """Eight threads on a one-slot model, switching speculators: the requests queue, the engine
+    reconfigures between them; none may crash or see another's state."""
     prompts = [PROMPT, "Once upon a time", "没有人", "Meanwhile, in an old", "The quick", "dog.", "Kestrel", "?"]
     expected = {p: synthetic.expected_continuation(tiny_model_path, tiny.tokenize(p), 24) for p in prompts}
     errors: list[BaseException] = []

@@ -19,11 +19,13 @@ from .errors import (
     ModelClosedError,
     ModelLoadError,
     MTPUnavailableError,
+    QueueFullError,
 )
 from ._core import CancelToken
-from .chat import ChatDelta, ChatMessage, ChatResult, ChatStats, ToolCall
+from .chat import ChatDelta, ChatMessage, ChatResult, ChatStats, ToolCall, ToolCallDelta
+from .engine import EngineMetrics
 from .model import Model
-from .results import GenerationChunk, GenerationOutput, GenerationStats
+from .results import GenerationChunk, GenerationOutput, GenerationStats, TokenLogprob
 from .sampling import SamplingParams
 from .speculator import SPEC_TYPES, Speculator
 from .system import SystemInfo, system_info
@@ -39,12 +41,15 @@ __all__ = [
     "GenerationOutput",
     "GenerationStats",
     "GenerationChunk",
+    "TokenLogprob",
+    "EngineMetrics",
     "CancelToken",
     "ChatMessage",
     "ChatResult",
     "ChatDelta",
     "ChatStats",
     "ToolCall",
+    "ToolCallDelta",
     "SystemInfo",
     "system_info",
     "quantize",
@@ -58,5 +63,6 @@ __all__ = [
     "ChatTemplateError",
     "DecodeError",
     "ModelClosedError",
+    "QueueFullError",
     "__version__",
 ]

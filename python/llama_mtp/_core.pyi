@@ -4,7 +4,7 @@ llama-mtp native core: llama.cpp with MTP speculative decoding.
 from __future__ import annotations
 import collections.abc
 import typing
-__all__: list[str] = ['CancelToken', 'ChatParsed', 'ChatPrompt', 'ChatTemplates', 'ChatToolCall', 'ContextOptions', 'GenerationResult', 'GenerationStats', 'Model', 'ModelOptions', 'SamplingOptions', 'Session', 'SpeculatorOptions', 'StepQueue', 'init_backend', 'quantization_types', 'quantize', 'read_gguf', 'set_log_sink', 'system_info']
+__all__: list[str] = ['CancelToken', 'ChatDelta', 'ChatParsed', 'ChatPrompt', 'ChatStreamParser', 'ChatTemplates', 'ChatToolCall', 'ContextOptions', 'Engine', 'EngineMetrics', 'EngineOptions', 'GenerationResult', 'GenerationStats', 'Model', 'ModelOptions', 'Request', 'SamplingOptions', 'SpeculatorOptions', 'TokenLogprob', 'begin_shutdown', 'init_backend', 'quantization_types', 'quantize', 'read_gguf', 'set_log_sink', 'system_info', 'validate_sampling']
 class ModelOptions:
     """
     Options for loading a model.
@@ -99,11 +99,12 @@ class Model:
         ...
 class ContextOptions:
     """
-    How a generation context is created (-c, -b, -ub, -t, -fa, -ctk, -ctv).
+    How the engine's context is created (-c, -b, -ub, -t, -tb, -fa, -ctk, -ctv, -nkvo, -kvu).
     """
     cache_type_k: str
     cache_type_v: str
     flash_attn: str
+    kv_unified: bool
     offload_kqv: bool
     def __init__(self) -> None:
         ...
@@ -141,16 +142,17 @@ class SpeculatorOptions:
     """
     Native speculator options (see llama_mtp.Speculator).
     """
-    draft_cache_type_k: str
-    draft_cache_type_v: str
-    draft_model_path: str
+    cache_type_k: str
+    cache_type_v: str
+    model_path: str
+    type: str
     def __init__(self) -> None:
         ...
     @property
-    def draft_gpu_layers(self) -> int:
+    def gpu_layers(self) -> int:
         ...
-    @draft_gpu_layers.setter
-    def draft_gpu_layers(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+    @gpu_layers.setter
+    def gpu_layers(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @property
     def n_max(self) -> int:
@@ -188,12 +190,6 @@ class SpeculatorOptions:
     @p_min.setter
     def p_min(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
-    @property
-    def types(self) -> list[str]:
-        ...
-    @types.setter
-    def types(self, arg0: collections.abc.Sequence[str]) -> None:
-        ...
 class SamplingOptions:
     """
     Native sampling options (see llama_mtp.SamplingParams).
@@ -214,6 +210,12 @@ class SamplingOptions:
         ...
     @logit_bias.setter
     def logit_bias(self, arg0: collections.abc.Mapping[typing.SupportsInt | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex]) -> None:
+        ...
+    @property
+    def logprobs(self) -> int:
+        ...
+    @logprobs.setter
+    def logprobs(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @property
     def max_tokens(self) -> int:
@@ -305,12 +307,25 @@ class SamplingOptions:
     @typical_p.setter
     def typical_p(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
+class TokenLogprob:
+    """
+    Native log-probability of one token (see llama_mtp.TokenLogprob).
+    """
+    @property
+    def logprob(self) -> float:
+        ...
+    @property
+    def token(self) -> int:
+        ...
+    @property
+    def top(self) -> list[tuple[int, float]]:
+        ...
 class GenerationStats:
     """
     Native timings of one generation (see llama_mtp.GenerationStats).
     """
     @property
-    def accepted_per_pos(self) -> list[int]:
+    def accepted_per_position(self) -> list[int]:
         ...
     @property
     def cache_n(self) -> int:
@@ -344,13 +359,16 @@ class GenerationResult:
     def finish_reason(self) -> str:
         ...
     @property
+    def logprobs(self) -> list[TokenLogprob]:
+        ...
+    @property
     def stats(self) -> GenerationStats:
         ...
     @property
     def stop_reason(self) -> str:
         ...
     @property
-    def text(self) -> typing.Any:
+    def text(self) -> str:
         ...
     @property
     def tokens(self) -> list[int]:
@@ -366,37 +384,132 @@ class CancelToken:
     @property
     def cancelled(self) -> bool:
         ...
-class StepQueue:
+class Request:
     """
-    Chunks of a running generation, handed over without the GIL: pass it as Session.generate's on_step and call get() from another thread.
+    A submitted request: read its chunks (streams) or wait for its result.
     """
-    def __init__(self) -> None:
+    def cancel(self) -> None:
+        """
+        Stop the request within one engine step.
+        """
+    def next_chunk(self, timeout: typing.SupportsFloat | typing.SupportsIndex | None = None) -> tuple[str, list[int], list[TokenLogprob]] | None:
+        """
+        The next (text, tokens, logprobs) chunk of a streamed request, or None once it has ended and every chunk was taken. Waits with the GIL released; raises TimeoutError after `timeout` seconds (ValueError for a negative or NaN one; infinity waits without limit).
+        """
+    def result(self, timeout: typing.SupportsFloat | typing.SupportsIndex | None = None) -> GenerationResult:
+        """
+        Waits for the request to end and returns its result (raises its error). Ctrl-C cancels the request and raises KeyboardInterrupt.
+        """
+    @property
+    def done(self) -> bool:
         ...
-    def finish(self) -> None:
-        """
-        Marks the generation finished (idempotent).
-        """
-    def get(self, timeout: typing.SupportsFloat | typing.SupportsIndex | None = None) -> tuple[str, list[int]] | None:
-        """
-        The next (text, tokens) chunk, or None once the generation has finished and every chunk was taken. Waits with the GIL released; raises TimeoutError after `timeout` seconds (ValueError for a negative or NaN one; infinity waits without limit).
-        """
     @property
     def pending(self) -> int:
         """
         Chunks produced and not yet taken.
         """
-class Session:
+class EngineOptions:
     """
-    A generation context on a model; calls on one session are serialized.
+    Slots, queue and speculator of an engine.
     """
-    def __init__(self, model: Model, options: ContextOptions) -> None:
+    speculator: SpeculatorOptions | None
+    def __init__(self) -> None:
         ...
-    def generate(self, prompt: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], sampling: SamplingOptions, speculator: SpeculatorOptions, cache_prompt: bool = True, on_step: typing.Any = None, cancel: CancelToken | None = None, check_signals: bool = False) -> GenerationResult:
+    @property
+    def max_queue(self) -> int:
         ...
-    def reset(self) -> None:
+    @max_queue.setter
+    def max_queue(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def n_parallel(self) -> int:
+        ...
+    @n_parallel.setter
+    def n_parallel(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+class EngineMetrics:
+    """
+    Native engine counters (see llama_mtp.EngineMetrics).
+    """
+    @property
+    def kv_cache_tokens(self) -> int:
+        ...
+    @property
+    def kv_cache_usage_ratio(self) -> float:
+        ...
+    @property
+    def n_busy_slots_total(self) -> int:
+        ...
+    @property
+    def n_decode_total(self) -> int:
+        ...
+    @property
+    def n_parallel(self) -> int:
+        ...
+    @property
+    def prompt_seconds_total(self) -> float:
+        ...
+    @property
+    def prompt_tokens_total(self) -> int:
+        ...
+    @property
+    def requests_deferred(self) -> int:
+        ...
+    @property
+    def requests_finished_total(self) -> int:
+        ...
+    @property
+    def requests_processing(self) -> int:
+        ...
+    @property
+    def spec_decode_num_accepted_tokens(self) -> int:
+        ...
+    @property
+    def spec_decode_num_accepted_tokens_per_pos(self) -> list[int]:
+        ...
+    @property
+    def spec_decode_num_draft_tokens(self) -> int:
+        ...
+    @property
+    def spec_decode_num_drafts(self) -> int:
+        ...
+    @property
+    def tokens_predicted_seconds_total(self) -> float:
+        ...
+    @property
+    def tokens_predicted_total(self) -> int:
+        ...
+class Engine:
+    """
+    Sequence slots in one context and the scheduler thread that batches their requests.
+    """
+    def __init__(self, model: Model, context: ContextOptions, options: EngineOptions) -> None:
+        ...
+    def close(self) -> None:
+        """
+        Cancel every request (they raise ModelClosedError) and join the scheduler thread.
+        """
+    def metrics(self) -> EngineMetrics:
+        ...
+    def reset_cache(self) -> None:
+        """
+        Forget every slot's cached prompt.
+        """
+    def submit(self, prompt: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], sampling: SamplingOptions, speculator: SpeculatorOptions, cache_prompt: bool = True, stream: bool = False, cancel: CancelToken | None = None) -> Request:
+        """
+        Validate and queue a request; raises before any work for bad input or a full queue.
+        """
+    @property
+    def closed(self) -> bool:
         ...
     @property
     def n_ctx(self) -> int:
+        ...
+    @property
+    def n_ctx_seq(self) -> int:
+        ...
+    @property
+    def n_parallel(self) -> int:
         ...
 class ChatToolCall:
     """
@@ -448,6 +561,38 @@ class ChatPrompt:
     @property
     def thinking_start_tag(self) -> str:
         ...
+class ChatDelta:
+    """
+    A streamed piece of a reply (see llama_mtp.ChatDelta).
+    """
+    @property
+    def content(self) -> str:
+        ...
+    @property
+    def reasoning_content(self) -> str:
+        ...
+    @property
+    def tool_call_arguments(self) -> str:
+        ...
+    @property
+    def tool_call_id(self) -> str:
+        ...
+    @property
+    def tool_call_index(self) -> int:
+        ...
+    @property
+    def tool_call_name(self) -> str:
+        ...
+class ChatStreamParser:
+    """
+    Parses a streamed reply into deltas (llama.cpp's common_chat_msg_diff).
+    """
+    def __init__(self, prompt: ChatPrompt) -> None:
+        ...
+    def message(self) -> ChatParsed:
+        ...
+    def push(self, text: str, final: bool) -> list[ChatDelta]:
+        ...
 class ChatTemplates:
     """
     The model's chat template (llama.cpp common chat).
@@ -459,6 +604,10 @@ class ChatTemplates:
     @property
     def source(self) -> str:
         ...
+def begin_shutdown() -> None:
+    """
+    Called by llama_mtp's exit hook: from now on, threads waiting in native code never re-take the GIL (they park until the process ends).
+    """
 def init_backend(backend_dir: str) -> None:
     """
     Initialise llama.cpp's backends once (loads run-time backends from backend_dir).
@@ -482,4 +631,8 @@ def set_log_sink(sink: typing.Any, min_level: typing.SupportsInt | typing.Suppor
 def system_info() -> dict[str, typing.Any]:
     """
     Backends, devices and build facts of this llama.cpp build, as a dict.
+    """
+def validate_sampling(options: SamplingOptions) -> None:
+    """
+    Raise ValueError naming the first invalid sampling value.
     """

@@ -4,17 +4,18 @@ answer, hidden reasoning (``<think>``) and tool calls, all by llama.cpp's ``comm
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Union
 
 from . import _core
 from .errors import ChatTemplateError
 from .results import FinishReason, GenerationStats
 from .sampling import SamplingParams
+from .streaming import AsyncGenerationStream, GenerationStream
 
-if TYPE_CHECKING:
-    from .model import Model, SpeculatorLike
+Tokenizer = Callable[[str], list[int]]
+"""Text to token ids, special tokens parsed (``Model.tokenize(text, parse_special=True)``)."""
 
 
 @dataclass(frozen=True)
@@ -92,11 +93,24 @@ class ChatResult:
 
 
 @dataclass(frozen=True)
+class ToolCallDelta:
+    """A streamed piece of one tool call (OpenAI's ``delta.tool_calls[i]``): ``index`` among the
+    reply's tool calls; ``id`` and ``name`` when the call first appears, then ``arguments`` text
+    to append."""
+
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass(frozen=True)
 class ChatDelta:
-    """A streamed piece of a chat reply: new answer text and new reasoning text."""
+    """A streamed piece of a chat reply: new answer text, new reasoning text, tool-call pieces."""
 
     content: str = ""
     reasoning_content: str = ""
+    tool_calls: list[ToolCallDelta] = field(default_factory=list)
 
 
 def _messages_json(messages: Sequence[MessageLike]) -> str:
@@ -116,12 +130,12 @@ def _messages_json(messages: Sequence[MessageLike]) -> str:
 
 
 class ChatSession:
-    """Renders chats with a model's template and parses replies (one per Model and template)."""
+    """Renders chats with a model's template and parses replies (one per model and template)."""
 
-    def __init__(self, model: Model, chat_template: str | None) -> None:
-        self._model = model
+    def __init__(self, model: _core.Model, chat_template: str | None, tokenize: Tokenizer) -> None:
+        self._tokenize = tokenize
         try:
-            self._templates = _core.ChatTemplates(model.native, chat_template or "")
+            self._templates = _core.ChatTemplates(model, chat_template or "")
         except ValueError as exc:
             raise ChatTemplateError(str(exc)) from None
 
@@ -144,35 +158,58 @@ class ChatSession:
             if reasoning_budget < 0:
                 raise ValueError("reasoning_budget must be >= 0 (or None for no budget)")
             if prompt.supports_thinking and prompt.thinking_start_tag and prompt.thinking_end_tags:
-                tok = self._model.tokenize
-                end_tags = [tok(t, parse_special=True) for t in prompt.thinking_end_tags]
+                end_tags = [self._tokenize(t) for t in prompt.thinking_end_tags]
                 native.reasoning_budget_tokens = int(reasoning_budget)
-                native.reasoning_budget_start = tok(prompt.thinking_start_tag, parse_special=True)
+                native.reasoning_budget_start = self._tokenize(prompt.thinking_start_tag)
                 native.reasoning_budget_end = end_tags
                 native.reasoning_budget_forced = end_tags[0]
-        tokens = self._model.tokenize(prompt.prompt, add_special=True, parse_special=True)
-        return prompt, tokens, native
+        return prompt, self._tokenize(prompt.prompt), native
 
     @staticmethod
     def result(prompt: _core.ChatPrompt, text: str, finish_reason: FinishReason,
                stats: GenerationStats) -> ChatResult:
-        """Split a finished reply."""
-        parsed = prompt.parse(text, False)
-        chat_stats = ChatStats(**asdict(stats), reasoning_chars=len(parsed.reasoning_content),
-                               content_chars=len(parsed.content))
-        calls = [ToolCall(c.name, c.arguments, c.id) for c in parsed.tool_calls]
-        return ChatResult(parsed.content, parsed.reasoning_content, calls, finish_reason, chat_stats, text)
+        """Split a finished reply (parsed once, as a whole)."""
+        parser = _core.ChatStreamParser(prompt)
+        parser.push(text, True)
+        return _result(parser, text, finish_reason, stats)
+
+
+def _delta(d: _core.ChatDelta) -> ChatDelta:
+    calls = ([ToolCallDelta(d.tool_call_index, d.tool_call_id, d.tool_call_name, d.tool_call_arguments)]
+             if d.tool_call_index >= 0 else [])
+    return ChatDelta(d.content, d.reasoning_content, calls)
+
+
+def _merge(deltas: list[_core.ChatDelta]) -> ChatDelta | None:
+    """One ChatDelta for the pieces of one step (None when there is nothing new)."""
+    if not deltas:
+        return None
+    parts = [_delta(d) for d in deltas]
+    merged = ChatDelta("".join(p.content for p in parts), "".join(p.reasoning_content for p in parts),
+                       [c for p in parts for c in p.tool_calls])
+    if not (merged.content or merged.reasoning_content or merged.tool_calls):
+        return None
+    return merged
+
+
+def _result(parser: _core.ChatStreamParser, text: str, finish_reason: FinishReason,
+            stats: GenerationStats) -> ChatResult:
+    parsed = parser.message()
+    chat_stats = ChatStats(**asdict(stats), reasoning_chars=len(parsed.reasoning_content),
+                           content_chars=len(parsed.content))
+    calls = [ToolCall(c.name, c.arguments, c.id) for c in parsed.tool_calls]
+    return ChatResult(parsed.content, parsed.reasoning_content, calls, finish_reason, chat_stats, text)
 
 
 class ChatStream(Iterator[ChatDelta]):
-    """Iterator of :class:`ChatDelta`; afterwards :attr:`result` holds the :class:`ChatResult`."""
+    """Iterator of :class:`ChatDelta`; afterwards :attr:`result` holds the :class:`ChatResult`.
 
-    def __init__(self, prompt: _core.ChatPrompt, chunks: Any) -> None:
-        self._prompt = prompt
+    The reply is parsed as it streams, by llama.cpp's chat parser, and each step's change is
+    handed out as a delta (``common_chat_msg_diff``), tool-call pieces included."""
+
+    def __init__(self, prompt: _core.ChatPrompt, chunks: GenerationStream) -> None:
+        self._parser = _core.ChatStreamParser(prompt)
         self._chunks = chunks
-        self._text = ""
-        self._content = ""
-        self._reasoning = ""
         self.result: ChatResult | None = None
         """The complete reply, once the stream is exhausted."""
 
@@ -180,41 +217,58 @@ class ChatStream(Iterator[ChatDelta]):
         return self
 
     def __next__(self) -> ChatDelta:
-        while True:
+        while self.result is None:
             try:
                 chunk = next(self._chunks)
             except StopIteration:
                 out = self._chunks.output
-                self.result = ChatSession.result(self._prompt, out.text, out.finish_reason, out.stats)
-                delta = ChatDelta(self.result.content[len(self._content):],
-                                  self.result.reasoning_content[len(self._reasoning):])
-                self._content, self._reasoning = self.result.content, self.result.reasoning_content
-                if delta.content or delta.reasoning_content:
+                assert out is not None
+                deltas = self._parser.push("", True)
+                self.result = _result(self._parser, out.text, out.finish_reason, out.stats)
+                delta = _merge(deltas)
+                if delta is not None:
                     return delta
-                raise
-            self._text += chunk.text
-            parsed = self._prompt.parse(self._text, True)
-            # Parsed text only grows while streaming; anything else (a tag still forming) waits.
-            if parsed.content.startswith(self._content) and parsed.reasoning_content.startswith(self._reasoning):
-                delta = ChatDelta(parsed.content[len(self._content):],
-                                  parsed.reasoning_content[len(self._reasoning):])
-                self._content, self._reasoning = parsed.content, parsed.reasoning_content
-                if delta.content or delta.reasoning_content:
-                    return delta
+                break
+            delta = _merge(self._parser.push(chunk.text, False))
+            if delta is not None:
+                return delta
+        raise StopIteration
 
     def close(self) -> None:
         """Stop the generation."""
         self._chunks.close()
 
 
-def chat(model: Model, session: ChatSession, messages: Sequence[MessageLike],
-         sampling: SamplingParams | None, speculator: SpeculatorLike, enable_thinking: bool,
-         reasoning_budget: int | None, tools: Sequence[Mapping[str, Any]] | None,
-         tool_choice: str, stream: bool) -> ChatResult | ChatStream:
-    """Implementation of :meth:`Model.chat` / :meth:`Model.chat_stream`."""
-    prompt, tokens, native = session.prepare(messages, sampling, enable_thinking, reasoning_budget,
-                                             tools, tool_choice)
-    if stream:
-        return ChatStream(prompt, model._stream_native(tokens, native, speculator))
-    out = model._generate_native(tokens, native, speculator)
-    return ChatSession.result(prompt, out.text, out.finish_reason, out.stats)
+class AsyncChatStream(AsyncIterator[ChatDelta]):
+    """Async form of :class:`ChatStream`; afterwards :attr:`result` holds the :class:`ChatResult`."""
+
+    def __init__(self, prompt: _core.ChatPrompt, chunks: AsyncGenerationStream) -> None:
+        self._parser = _core.ChatStreamParser(prompt)
+        self._chunks = chunks
+        self.result: ChatResult | None = None
+        """The complete reply, once the stream is exhausted."""
+
+    def __aiter__(self) -> AsyncChatStream:
+        return self
+
+    async def __anext__(self) -> ChatDelta:
+        while self.result is None:
+            try:
+                chunk = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                out = self._chunks.output
+                assert out is not None
+                deltas = self._parser.push("", True)
+                self.result = _result(self._parser, out.text, out.finish_reason, out.stats)
+                delta = _merge(deltas)
+                if delta is not None:
+                    return delta
+                break
+            delta = _merge(self._parser.push(chunk.text, False))
+            if delta is not None:
+                return delta
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        """Stop the generation."""
+        await self._chunks.aclose()

@@ -14,6 +14,7 @@ __all__ = [
     "DecodeError",
     "ModelClosedError",
     "ChatTemplateError",
+    "QueueFullError",
 ]
 
 
@@ -46,3 +47,9 @@ class ModelClosedError(LlamaMTPError):
 
 class ChatTemplateError(LlamaMTPError, ValueError):
     """The model has no chat template (pass ``chat_template=``) or the template failed."""
+
+
+class QueueFullError(LlamaMTPError):
+    """More requests already wait for a sequence slot than the model's queue holds
+    (``max_queue``): retry later, or load the model with a larger ``n_parallel`` / ``max_queue``.
+    The server answers 503 with ``Retry-After``."""

@@ -6,17 +6,17 @@ import os
 import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, overload
 
 from . import _core
-from .chat import ChatResult, ChatSession, ChatStream, MessageLike
-from .chat import chat as chat_impl
+from .chat import AsyncChatStream, ChatResult, ChatSession, ChatStream, MessageLike
+from .engine import Engine, EngineMetrics
 from .errors import ModelClosedError
 from .gguf_info import MetadataValue, MTPStatus, inspect_gguf
-from .results import GenerationChunk, GenerationOutput
+from .results import GenerationOutput
 from .sampling import SamplingParams
 from .speculator import Speculator
-from .streaming import GenerationStream, RunFn, astream
+from .streaming import AsyncGenerationStream, GenerationStream
 from .system import ensure_backend
 
 Prompt = str | Sequence[int]
@@ -47,6 +47,18 @@ class Model:
             ``None`` uses the physical cores.
         flash_attn: ``"auto"``, ``"on"`` or ``"off"`` (``-fa``).
         cache_type_k, cache_type_v: KV cache types (``-ctk``, ``-ctv``): ``"f16"``, ``"q8_0"``, ...
+        offload_kqv: keep the KV cache and its operations on the GPU (``-nkvo`` turns it off).
+        n_parallel: sequence slots (``-np``): up to this many requests are decoded together, in
+            one batch per step; more wait in a queue. ``n_ctx`` is shared by the slots as in
+            llama-server: with ``kv_unified`` each request may use all of it, without, each slot
+            gets ``n_ctx / n_parallel``.
+        kv_unified: one KV pool for all slots (``-kvu``; ``False``: ``-no-kvu``).
+        speculator: the speculator of every request (:meth:`Speculator.mtp` for the card's
+            ``--spec-type draft-mtp``), fixed for the model's lifetime; a call may then ask for
+            ``Speculator.none()`` or a smaller ``n_max``. Without it, each call's ``speculator``
+            argument chooses (switching speculators waits until no request runs).
+        max_queue: requests that may wait for a slot; beyond, calls raise
+            :class:`~llama_mtp.errors.QueueFullError`.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -74,8 +86,17 @@ class Model:
         flash_attn: str = "auto",
         cache_type_k: str = "f16",
         cache_type_v: str = "f16",
+        offload_kqv: bool = True,
+        n_parallel: int = 1,
+        kv_unified: bool = True,
+        speculator: SpeculatorLike = None,
+        max_queue: int = 1024,
     ) -> None:
         ensure_backend()
+        if n_parallel < 1:
+            raise ValueError("n_parallel must be >= 1")
+        if max_queue < 1:
+            raise ValueError("max_queue must be >= 1")
         if n_ctx < 0 or n_batch < 1 or n_ubatch < 1:
             raise ValueError("n_ctx must be >= 0 and n_batch, n_ubatch >= 1")
         if flash_attn not in ("auto", "on", "off"):
@@ -102,17 +123,26 @@ class Model:
         ctx.flash_attn = flash_attn
         ctx.cache_type_k = cache_type_k
         ctx.cache_type_v = cache_type_v
+        ctx.offload_kqv = bool(offload_kqv)
+        ctx.kv_unified = bool(kv_unified)
         self._context_options = ctx
-        self._session: _core.Session | None = None
-        self._session_lock = threading.Lock()
+        self._n_parallel = int(n_parallel)
+        self._max_queue = int(max_queue)
+        self._speculator: Speculator | None = None if speculator is None else Speculator.coerce(speculator)
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
         self._chat_sessions: dict[str, ChatSession] = {}
+        if self._speculator is not None and not vocab_only:
+            self._get_engine()  # a speculator that cannot run fails here, at load
 
     # -- lifetime ------------------------------------------------------------------------------
     def close(self) -> None:
         """Release the weights. Further use raises :class:`~llama_mtp.errors.ModelClosedError`."""
-        with self._session_lock:
-            self._session = None  # the context goes first; running calls keep it until they end
+        with self._lock:
+            engine, self._engine = self._engine, None
             self._chat_sessions.clear()
+        if engine is not None:
+            engine.close()  # running requests end with ModelClosedError
         self._native.close()
 
     @property
@@ -273,65 +303,91 @@ class Model:
     # -- generation ---------------------------------------------------------------------------
     @property
     def n_ctx(self) -> int:
-        """Context window of the generation session."""
+        """Context window in tokens, shared by the sequence slots (``-c``)."""
         return int(self._context_options.n_ctx)
 
-    def _get_session(self) -> _core.Session:
-        with self._session_lock:
-            if self._session is None:
+    @property
+    def n_parallel(self) -> int:
+        """Sequence slots decoded together (``-np``)."""
+        return self._n_parallel
+
+    @property
+    def speculator(self) -> Speculator | None:
+        """The speculator set at load, or ``None``."""
+        return self._speculator
+
+    def _get_engine(self) -> Engine:
+        with self._lock:
+            if self._engine is None:
                 if self._vocab_only:
                     raise ValueError("this model was loaded with vocab_only=True: it cannot generate")
-                self._session = _core.Session(self._live(), self._context_options)
-            return self._session
+                self._engine = Engine(self._live(), self._context_options, n_parallel=self._n_parallel,
+                                      max_queue=self._max_queue, speculator=self._speculator)
+            return self._engine
 
     def _prompt_tokens(self, prompt: Prompt) -> list[int]:
         if isinstance(prompt, str):
             tokens = self.tokenize(prompt, add_special=True, parse_special=True)
+        elif isinstance(prompt, (bytes, bytearray)):
+            raise TypeError("prompt must be str or a sequence of token ids, not bytes")
         else:
             tokens = [int(t) for t in prompt]
         if not tokens:
             raise ValueError("the prompt is empty")
         return tokens
 
-    def _runner(self, tokens: list[int], sampling: _core.SamplingOptions,
-                speculator: SpeculatorLike, cache_prompt: bool) -> RunFn:
-        native_spec = Speculator.coerce(speculator).to_native()
-        session = self._get_session()
+    def _resolve(self, speculator: SpeculatorLike) -> Speculator:
+        if speculator is None:
+            return self._speculator or Speculator.none()
+        return Speculator.coerce(speculator)
 
-        def run(steps: _core.StepQueue, token: _core.CancelToken) -> _core.GenerationResult:
-            return session.generate(tokens, sampling, native_spec, cache_prompt, steps, token, False)
-
-        return run
-
-    def _generate_native(self, tokens: list[int], sampling: _core.SamplingOptions,
-                         speculator: SpeculatorLike, cache_prompt: bool = True,
-                         cancel: _core.CancelToken | None = None) -> GenerationOutput:
-        native_spec = Speculator.coerce(speculator).to_native()
-        session = self._get_session()
-        on_main = threading.current_thread() is threading.main_thread()
-        result = session.generate(tokens, sampling, native_spec, cache_prompt, None, cancel, on_main)
-        return GenerationOutput.from_native(result)
-
-    def _stream_native(self, tokens: list[int], sampling: _core.SamplingOptions,
-                       speculator: SpeculatorLike, cache_prompt: bool = True) -> GenerationStream:
-        return GenerationStream(self._runner(tokens, sampling, speculator, cache_prompt))
-
+    @overload
     def generate(self, prompt: Prompt, sampling: SamplingParams | None = None, *,
                  speculator: SpeculatorLike = None, cache_prompt: bool = True,
-                 cancel: _core.CancelToken | None = None) -> GenerationOutput:
+                 cancel: _core.CancelToken | None = None) -> GenerationOutput: ...
+
+    @overload
+    def generate(self, prompt: list[Prompt], sampling: SamplingParams | Sequence[SamplingParams] | None = None, *,
+                 speculator: SpeculatorLike = None, cache_prompt: bool = True,
+                 cancel: _core.CancelToken | None = None) -> list[GenerationOutput]: ...
+
+    def generate(self, prompt: Prompt | list[Prompt],
+                 sampling: SamplingParams | Sequence[SamplingParams] | None = None, *,
+                 speculator: SpeculatorLike = None, cache_prompt: bool = True,
+                 cancel: _core.CancelToken | None = None) -> GenerationOutput | list[GenerationOutput]:
         """Generate a completion of ``prompt`` (text, or token ids).
 
+        A list of prompts (each text or a list of token ids) is generated as one batch, as vLLM's
+        ``LLM.generate(prompts)``: the outputs come back in order; ``sampling`` may then be one
+        :class:`SamplingParams` for all or a list with one per prompt.
+
         ``speculator``: :meth:`Speculator.mtp` for native MTP speculative decoding, a vLLM-style
-        ``{"method": "mtp", "num_speculative_tokens": 2}`` dict, or ``None`` for plain decoding.
-        ``cache_prompt``: reuse the state of a shared prefix from the previous call (as
-        llama-server does). ``cancel``: a :class:`CancelToken` another thread may trigger.
-        Ctrl-C (KeyboardInterrupt) stops a blocking call on the main thread within one step.
+        ``{"method": "mtp", "num_speculative_tokens": 2}`` dict, or ``None`` for the model's
+        (plain decoding unless one was set at load). ``cache_prompt``: reuse the state of a shared
+        prefix from an earlier call (as llama-server does). ``cancel``: a :class:`CancelToken`
+        another thread may trigger. Ctrl-C (KeyboardInterrupt) stops a blocking call within one
+        step.
 
         Raises :class:`~llama_mtp.errors.ContextOverflowError` when the prompt does not fit,
-        :class:`~llama_mtp.errors.MTPUnavailableError` when MTP is asked of a model without it.
+        :class:`~llama_mtp.errors.MTPUnavailableError` when MTP is asked of a model without it,
+        :class:`~llama_mtp.errors.QueueFullError` when too many requests wait already.
         """
-        return self._generate_native(self._prompt_tokens(prompt), (sampling or SamplingParams()).to_native(),
-                                     speculator, cache_prompt, cancel)
+        spec = self._resolve(speculator)
+        if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int):
+            prompts: list[Prompt] = prompt
+            if sampling is None or isinstance(sampling, SamplingParams):
+                params = [sampling or SamplingParams()] * len(prompts)
+            else:
+                params = list(sampling)
+                if len(params) != len(prompts):
+                    raise ValueError(f"{len(prompts)} prompts but {len(params)} SamplingParams")
+            batch = [(self._prompt_tokens(p), sp.to_native()) for p, sp in zip(prompts, params)]
+            return self._get_engine().generate_many(batch, spec, cache_prompt=cache_prompt)
+        if sampling is not None and not isinstance(sampling, SamplingParams):
+            raise TypeError("a list of SamplingParams goes with a list of prompts")
+        single: Prompt = prompt  # type: ignore[assignment]
+        return self._get_engine().generate(self._prompt_tokens(single), (sampling or SamplingParams()).to_native(),
+                                           spec, cache_prompt=cache_prompt, cancel=cancel)
 
     def stream(self, prompt: Prompt, sampling: SamplingParams | None = None, *,
                speculator: SpeculatorLike = None, cache_prompt: bool = True) -> GenerationStream:
@@ -339,25 +395,43 @@ class Model:
 
         Each chunk's text is whole UTF-8 characters; the concatenation equals ``generate``'s text.
         After the loop, ``stream.output`` holds the full :class:`GenerationOutput`. Closing the
-        iterator (``break``) stops generation within one step.
+        iterator (``break``) stops generation within one step and frees the request's slot.
         """
-        return self._stream_native(self._prompt_tokens(prompt), (sampling or SamplingParams()).to_native(),
-                                   speculator, cache_prompt)
+        return self._get_engine().stream(self._prompt_tokens(prompt), (sampling or SamplingParams()).to_native(),
+                                         self._resolve(speculator), cache_prompt=cache_prompt)
 
     def astream(self, prompt: Prompt, sampling: SamplingParams | None = None, *,
-                speculator: SpeculatorLike = None,
-                cache_prompt: bool = True) -> AsyncIterator[GenerationChunk]:
-        """Async iterator form of :meth:`stream`; decoding runs off the event loop."""
-        return astream(self._runner(self._prompt_tokens(prompt), (sampling or SamplingParams()).to_native(),
-                                    speculator, cache_prompt))
+                speculator: SpeculatorLike = None, cache_prompt: bool = True) -> AsyncGenerationStream:
+        """Async iterator form of :meth:`stream`; the event loop is never blocked. The request is
+        validated and queued at once; ``stream.output`` holds the result after the loop."""
+        return self._get_engine().astream(self._prompt_tokens(prompt), (sampling or SamplingParams()).to_native(),
+                                          self._resolve(speculator), cache_prompt=cache_prompt)
+
+    def metrics(self) -> EngineMetrics:
+        """Counters of the model's engine since load (requests, tokens, drafts, KV usage), named
+        as llama-server's ``/metrics`` and vLLM's ``spec_decode_*``."""
+        with self._lock:
+            engine = self._engine
+        if engine is None:
+            self._live()
+            return EngineMetrics(n_parallel=self._n_parallel)
+        return engine.metrics()
 
     # -- chat ----------------------------------------------------------------------------------
     def _chat_session(self, chat_template: str | None) -> ChatSession:
         key = chat_template or ""
-        with self._session_lock:
+        with self._lock:
             if key not in self._chat_sessions:
-                self._chat_sessions[key] = ChatSession(self, chat_template)
+                self._chat_sessions[key] = ChatSession(
+                    self._live(), chat_template, lambda text: self.tokenize(text, add_special=True, parse_special=True))
             return self._chat_sessions[key]
+
+    def _chat_request(self, messages: Sequence[MessageLike], sampling: SamplingParams | None,
+                      enable_thinking: bool, reasoning_budget: int | None,
+                      tools: Sequence[Mapping[str, Any]] | None, tool_choice: str,
+                      chat_template: str | None) -> tuple[_core.ChatPrompt, list[int], _core.SamplingOptions]:
+        return self._chat_session(chat_template).prepare(messages, sampling, enable_thinking, reasoning_budget,
+                                                         tools, tool_choice)
 
     def chat(self, messages: Sequence[MessageLike], sampling: SamplingParams | None = None, *,
              speculator: SpeculatorLike = None, enable_thinking: bool = True,
@@ -371,29 +445,49 @@ class Model:
         ``reasoning_budget`` caps the thinking tokens (llama.cpp forces the end tag). Consecutive
         turns reuse the shared prompt prefix. Raises :class:`~llama_mtp.errors.ChatTemplateError`.
         """
-        out = chat_impl(self, self._chat_session(chat_template), messages, sampling, speculator,
-                        enable_thinking, reasoning_budget, tools, tool_choice, stream=False)
-        assert isinstance(out, ChatResult)
-        return out
+        prompt, tokens, native = self._chat_request(messages, sampling, enable_thinking, reasoning_budget,
+                                                    tools, tool_choice, chat_template)
+        out = self._get_engine().generate(tokens, native, self._resolve(speculator))
+        return ChatSession.result(prompt, out.text, out.finish_reason, out.stats)
 
     def chat_stream(self, messages: Sequence[MessageLike], sampling: SamplingParams | None = None, *,
                     speculator: SpeculatorLike = None, enable_thinking: bool = True,
                     reasoning_budget: int | None = None,
                     tools: Sequence[Mapping[str, Any]] | None = None, tool_choice: str = "auto",
                     chat_template: str | None = None) -> ChatStream:
-        """Streaming :meth:`chat`: yields :class:`ChatDelta` s (content and reasoning separately);
-        afterwards ``stream.result`` is the :class:`ChatResult`."""
-        out = chat_impl(self, self._chat_session(chat_template), messages, sampling, speculator,
-                        enable_thinking, reasoning_budget, tools, tool_choice, stream=True)
-        assert isinstance(out, ChatStream)
-        return out
+        """Streaming :meth:`chat`: yields :class:`ChatDelta` s (answer, reasoning and tool-call
+        pieces separately); afterwards ``stream.result`` is the :class:`ChatResult`."""
+        prompt, tokens, native = self._chat_request(messages, sampling, enable_thinking, reasoning_budget,
+                                                    tools, tool_choice, chat_template)
+        return ChatStream(prompt, self._get_engine().stream(tokens, native, self._resolve(speculator)))
+
+    async def achat(self, messages: Sequence[MessageLike], sampling: SamplingParams | None = None, *,
+                    speculator: SpeculatorLike = None, enable_thinking: bool = True,
+                    reasoning_budget: int | None = None,
+                    tools: Sequence[Mapping[str, Any]] | None = None, tool_choice: str = "auto",
+                    chat_template: str | None = None) -> ChatResult:
+        """Awaitable :meth:`chat`: the event loop is never blocked."""
+        stream = self.achat_stream(messages, sampling, speculator=speculator, enable_thinking=enable_thinking,
+                                   reasoning_budget=reasoning_budget, tools=tools, tool_choice=tool_choice,
+                                   chat_template=chat_template)
+        async for _ in stream:
+            pass
+        assert stream.result is not None
+        return stream.result
+
+    def achat_stream(self, messages: Sequence[MessageLike], sampling: SamplingParams | None = None, *,
+                     speculator: SpeculatorLike = None, enable_thinking: bool = True,
+                     reasoning_budget: int | None = None,
+                     tools: Sequence[Mapping[str, Any]] | None = None, tool_choice: str = "auto",
+                     chat_template: str | None = None) -> AsyncChatStream:
+        """Async :meth:`chat_stream` (``async for delta in ...``); afterwards ``stream.result``."""
+        prompt, tokens, native = self._chat_request(messages, sampling, enable_thinking, reasoning_budget,
+                                                    tools, tool_choice, chat_template)
+        return AsyncChatStream(prompt, self._get_engine().astream(tokens, native, self._resolve(speculator)))
 
     def reset_cache(self) -> None:
-        """Forget the cached prompt prefix."""
-        if self._session is not None:
-            self._session.reset()
-
-    @property
-    def native(self) -> _core.Model:
-        """The extension object (for the engine; not a stable API)."""
-        return self._live()
+        """Forget the cached prompt prefixes (before the next request starts)."""
+        with self._lock:
+            engine = self._engine
+        if engine is not None:
+            engine.reset_cache()

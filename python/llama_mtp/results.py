@@ -77,7 +77,24 @@ class GenerationStats:
         return cls(prompt_n=s.prompt_n, cache_n=s.cache_n, prompt_ms=s.prompt_ms,
                    predicted_n=s.predicted_n, predicted_ms=s.predicted_ms, draft_n=s.draft_n,
                    draft_n_accepted=s.draft_n_accepted, num_drafts=s.num_drafts,
-                   accepted_per_position=list(s.accepted_per_pos))
+                   accepted_per_position=list(s.accepted_per_position))
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """Log-probability of a generated token under the target model (its raw distribution,
+    before the sampler's temperature, top-k, ...), and the ``top`` most likely tokens at that
+    position as ``(token, logprob)`` pairs, most likely first. With MTP the figures come from the
+    verification row of each token, so they are the same as without a speculator."""
+
+    token: int
+    logprob: float
+    top: list[tuple[int, float]] = field(default_factory=list)
+
+    @classmethod
+    def from_native(cls, lp: _core.TokenLogprob) -> TokenLogprob:
+        """Copy from the extension's object."""
+        return cls(int(lp.token), float(lp.logprob), [(int(t), float(p)) for t, p in lp.top])
 
 
 @dataclass(frozen=True)
@@ -92,13 +109,17 @@ class GenerationOutput:
     stats: GenerationStats
     stop_reason: str | None = None
     """The stop string that ended generation, if any."""
+    logprobs: list[TokenLogprob] | None = None
+    """One per token when ``SamplingParams.logprobs`` was set, else ``None``."""
 
     @classmethod
-    def from_native(cls, r: _core.GenerationResult) -> GenerationOutput:
+    def from_native(cls, r: _core.GenerationResult, with_logprobs: bool = False) -> GenerationOutput:
         """Copy from the extension's result object."""
         reason: FinishReason = r.finish_reason  # type: ignore[assignment]
+        logprobs = [TokenLogprob.from_native(lp) for lp in r.logprobs] if with_logprobs else None
         return cls(text=r.text, tokens=list(r.tokens), finish_reason=reason,
-                   stats=GenerationStats.from_native(r.stats), stop_reason=r.stop_reason or None)
+                   stats=GenerationStats.from_native(r.stats), stop_reason=r.stop_reason or None,
+                   logprobs=logprobs)
 
 
 @dataclass(frozen=True)
@@ -107,3 +128,10 @@ class GenerationChunk:
 
     text: str
     tokens: list[int]
+    logprobs: list[TokenLogprob] | None = None
+    """One per token when ``SamplingParams.logprobs`` was set, else ``None``."""
+
+    @classmethod
+    def from_native(cls, text: str, tokens: list[int], logprobs: list[_core.TokenLogprob]) -> GenerationChunk:
+        """Copy from the extension's chunk."""
+        return cls(text, list(tokens), [TokenLogprob.from_native(lp) for lp in logprobs] if logprobs else None)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from . import _core
 
 DEFAULT_SEED = 0xFFFFFFFF
 """llama.cpp's ``LLAMA_DEFAULT_SEED``: a random seed for every call."""
+
+_NONE_IS_MINUS_ONE = frozenset({"max_tokens", "logprobs"})
 
 
 @dataclass
@@ -35,22 +37,20 @@ class SamplingParams:
     grammar: str | None = None
     """A GBNF grammar constraining the output."""
     ignore_eos: bool = False
+    logprobs: int | None = None
+    """``None``: off. ``k >= 0``: each generated token's log-probability under the target model,
+    plus the ``k`` most likely alternatives (at most 20) -- ``GenerationOutput.logprobs``."""
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
             self.stop = [self.stop]
-        if self.temperature < 0:
-            raise ValueError("temperature must be >= 0")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError("top_p must be in (0, 1]")
-        if not 0.0 <= self.min_p <= 1.0:
-            raise ValueError("min_p must be in [0, 1]")
-        if self.repeat_penalty <= 0:
-            raise ValueError("repeat_penalty must be > 0")
         if self.max_tokens is not None and self.max_tokens < 0:
             raise ValueError("max_tokens must be >= 0 or None")
         if not 0 <= self.seed <= 0xFFFFFFFF:
             raise ValueError("seed must fit in 32 bits")
+        # Every other value is checked by the native core, the one place that knows the rules
+        # (it checks again when a request is submitted, after any change to this object).
+        _core.validate_sampling(self.to_native())
 
     @classmethod
     def greedy(cls, max_tokens: int | None = 256, **kwargs: object) -> SamplingParams:
@@ -58,21 +58,15 @@ class SamplingParams:
         return cls(temperature=0.0, top_k=1, max_tokens=max_tokens, **kwargs)  # type: ignore[arg-type]
 
     def to_native(self) -> _core.SamplingOptions:
-        """The extension's options object."""
+        """The extension's options object (fields of the same names; ``None`` is -1 / empty)."""
         o = _core.SamplingOptions()
-        o.temperature = float(self.temperature)
-        o.top_k = int(self.top_k)
-        o.top_p = float(self.top_p)
-        o.min_p = float(self.min_p)
-        o.typical_p = float(self.typical_p)
-        o.repeat_penalty = float(self.repeat_penalty)
-        o.repeat_last_n = int(self.repeat_last_n)
-        o.presence_penalty = float(self.presence_penalty)
-        o.frequency_penalty = float(self.frequency_penalty)
-        o.seed = int(self.seed)
-        o.max_tokens = -1 if self.max_tokens is None else int(self.max_tokens)
-        o.stop = list(self.stop)
-        o.logit_bias = {int(k): float(v) for k, v in self.logit_bias.items()}
-        o.grammar = self.grammar or ""
-        o.ignore_eos = bool(self.ignore_eos)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "logit_bias":
+                value = {int(k): float(v) for k, v in value.items()}
+            elif f.name == "stop":
+                value = [str(x) for x in value]
+            elif value is None:
+                value = -1 if f.name in _NONE_IS_MINUS_ONE else ""
+            setattr(o, f.name, value)
         return o

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 from . import _core
@@ -37,6 +37,10 @@ class Speculator:
     """``--spec-draft-ngl``: layers of a separate draft model on the GPU."""
     model_path: str | None = None
     """draft-simple: the draft GGUF; draft-mtp: an MTP sidecar GGUF (``mtp-*.gguf``), if any."""
+    cache_type_k: str = "f16"
+    """``-ctkd``: K cache type of a separate draft model's context."""
+    cache_type_v: str = "f16"
+    """``-ctvd``: V cache type of a separate draft model's context."""
     ngram_size_n: int = 12
     ngram_size_m: int = 48
     ngram_min_hits: int = 1
@@ -122,15 +126,9 @@ class Speculator:
         return self.type != "none"
 
     def to_native(self) -> _core.SpeculatorOptions:
-        """The extension's options object."""
+        """The extension's options object (fields of the same names; no model path is "")."""
         o = _core.SpeculatorOptions()
-        o.types = [] if self.type == "none" else [self.type]
-        o.n_max = int(self.n_max)
-        o.n_min = int(self.n_min)
-        o.p_min = float(self.p_min)
-        o.draft_model_path = self.model_path or ""
-        o.draft_gpu_layers = int(self.gpu_layers)
-        o.ngram_size_n = int(self.ngram_size_n)
-        o.ngram_size_m = int(self.ngram_size_m)
-        o.ngram_min_hits = int(self.ngram_min_hits)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            setattr(o, f.name, "" if value is None else value)
         return o

@@ -1,54 +1,35 @@
-"""Streaming a native generation to Python: a sync iterator and an asyncio iterator.
+"""Streaming a request of the native engine to Python: a sync iterator and an asyncio iterator.
 
-The native loop runs in a worker thread with the GIL released and never takes it per step: each
-step's chunk goes into a native queue (:class:`llama_mtp._core.StepQueue`), which the consumer
-reads with the GIL released while it waits. A busy Python thread therefore cannot slow the
-decoding loop down (a GIL hand-over can take a whole switch interval, 5 ms, per token). Closing
-the iterator (or breaking out of the ``for``) cancels the native loop within one step.
+The engine's scheduler thread is native and never takes the GIL: each step's chunk goes into the
+request's native queue, which the consumer reads with the GIL released while it waits. A busy
+Python thread therefore cannot slow decoding down (a GIL hand-over can take a whole switch
+interval, 5 ms, per token). Closing the iterator (or breaking out of the ``for``) cancels the
+request within one engine step and frees its slot.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Union
+from collections.abc import AsyncIterator, Iterator
 
 from . import _core
 from .results import GenerationChunk, GenerationOutput
 
-RunFn = Callable[[_core.StepQueue, _core.CancelToken], _core.GenerationResult]
-_Outcome = Union[GenerationOutput, BaseException, None]
 
-
-class _Worker(threading.Thread):
-    """Runs one native generation into a StepQueue; keeps its result or exception."""
-
-    def __init__(self, run: RunFn, steps: _core.StepQueue, token: _core.CancelToken, name: str) -> None:
-        super().__init__(daemon=True, name=name)
-        self._run, self._steps, self._token = run, steps, token
-        self.outcome: _Outcome = None
-
-    def run(self) -> None:
-        try:
-            self.outcome = GenerationOutput.from_native(self._run(self._steps, self._token))
-        except BaseException as exc:  # handed to the consumer, raised there
-            self.outcome = exc
-        finally:
-            self._steps.finish()  # also when the call failed before reaching the native loop
+def _chunk(item: tuple[str, list[int], list[_core.TokenLogprob]]) -> GenerationChunk:
+    return GenerationChunk.from_native(item[0], item[1], item[2])
 
 
 class GenerationStream(Iterator[GenerationChunk]):
     """Iterator of :class:`GenerationChunk`; after it ends, :attr:`output` holds the full result."""
 
-    def __init__(self, run: RunFn) -> None:
-        self._steps = _core.StepQueue()
-        self._token = _core.CancelToken()
+    def __init__(self, request: _core.Request, with_logprobs: bool = False) -> None:
+        self._request = request
+        self._with_logprobs = with_logprobs
         self.output: GenerationOutput | None = None
         """The complete result, once the stream is exhausted."""
         self._done = False
-        self._worker = _Worker(run, self._steps, self._token, "llama-mtp-stream")
-        self._worker.start()
 
     def __iter__(self) -> GenerationStream:
         return self
@@ -56,63 +37,115 @@ class GenerationStream(Iterator[GenerationChunk]):
     def __next__(self) -> GenerationChunk:
         if self._done:
             raise StopIteration
-        item = self._steps.get()
+        try:
+            item = self._request.next_chunk()
+        except BaseException:  # KeyboardInterrupt while waiting: the request stops too
+            self.close()
+            raise
         if item is not None:
-            return GenerationChunk(item[0], item[1])
+            return _chunk(item)
         self._done = True
-        self._worker.join()
-        outcome = self._worker.outcome
-        if isinstance(outcome, BaseException):
-            raise outcome
-        self.output = outcome
+        self.output = GenerationOutput.from_native(self._request.result(), self._with_logprobs)
         raise StopIteration
 
+    @property
+    def pending(self) -> int:
+        """Chunks decoded and not yet taken."""
+        return int(self._request.pending)
+
     def close(self) -> None:
-        """Stop the generation (within one decoding step) and wait for the worker."""
-        self._token.cancel()
+        """Stop the generation (within one engine step) and wait for it to end."""
+        self._request.cancel()
         while not self._done:
             try:
                 next(self)
             except StopIteration:
                 break
+            except BaseException:
+                self._done = True
+                raise
 
     def __del__(self) -> None:
         if not self._done:
-            self._token.cancel()
+            self._request.cancel()
 
 
-async def astream(run: RunFn) -> AsyncIterator[GenerationChunk]:
-    """Async form of :class:`GenerationStream`: the event loop is never blocked.
+class AsyncGenerationStream(AsyncIterator[GenerationChunk]):
+    """Async iterator of :class:`GenerationChunk`: the event loop is never blocked. After it
+    ends, :attr:`output` holds the full result.
 
-    A forwarding thread moves chunks from the native queue onto the event loop, so neither the
-    decoding loop nor the event loop ever waits for the other.
+    A forwarding thread moves chunks from the native queue onto the event loop (started at the
+    first ``__anext__``); leaving the ``async for`` early and calling :meth:`aclose` (or
+    cancelling the task) cancels the request.
     """
-    loop = asyncio.get_running_loop()
-    items: asyncio.Queue[GenerationChunk | None] = asyncio.Queue()
-    steps = _core.StepQueue()
-    token = _core.CancelToken()
-    worker = _Worker(run, steps, token, "llama-mtp-astream")
 
-    def hand_over(chunk: GenerationChunk | None) -> None:
+    def __init__(self, request: _core.Request, with_logprobs: bool = False) -> None:
+        self._request = request
+        self._with_logprobs = with_logprobs
+        self.output: GenerationOutput | None = None
+        """The complete result, once the stream is exhausted."""
+        self._items: asyncio.Queue[GenerationChunk | BaseException | None] | None = None
+        self._forwarder: threading.Thread | None = None
+        self._done = False
+
+    def _start(self) -> asyncio.Queue[GenerationChunk | BaseException | None]:
+        loop = asyncio.get_running_loop()
+        items: asyncio.Queue[GenerationChunk | BaseException | None] = asyncio.Queue()
+        request = self._request
+
+        def hand_over(item: GenerationChunk | BaseException | None) -> None:
+            try:
+                loop.call_soon_threadsafe(items.put_nowait, item)
+            except RuntimeError:  # the event loop closed under an abandoned iterator
+                request.cancel()
+
+        def forward() -> None:
+            try:
+                while (item := request.next_chunk()) is not None:
+                    hand_over(_chunk(item))
+                hand_over(None)
+            except BaseException as exc:  # handed to the consumer, raised there
+                hand_over(exc)
+
+        self._forwarder = threading.Thread(target=forward, daemon=True, name="llama-mtp-astream")
+        self._forwarder.start()
+        return items
+
+    def __aiter__(self) -> AsyncGenerationStream:
+        return self
+
+    async def __anext__(self) -> GenerationChunk:
+        if self._done:
+            raise StopAsyncIteration
+        if self._items is None:
+            self._items = self._start()
         try:
-            loop.call_soon_threadsafe(items.put_nowait, chunk)
-        except RuntimeError:  # the event loop closed under an abandoned iterator
-            token.cancel()
+            item = await self._items.get()
+        except BaseException:  # the task was cancelled while waiting
+            await self.aclose()
+            raise
+        if isinstance(item, BaseException):
+            await self._finish()
+            raise item
+        if item is not None:
+            return item
+        await self._finish()
+        self.output = GenerationOutput.from_native(self._request.result(), self._with_logprobs)
+        raise StopAsyncIteration
 
-    def forward() -> None:
-        while (item := steps.get()) is not None:
-            hand_over(GenerationChunk(item[0], item[1]))
-        worker.join()
-        hand_over(None)
+    async def _finish(self) -> None:
+        self._done = True
+        if self._forwarder is not None:
+            await asyncio.to_thread(self._forwarder.join)
 
-    forwarder = threading.Thread(target=forward, daemon=True, name="llama-mtp-astream-forward")
-    worker.start()
-    forwarder.start()
-    try:
-        while (chunk := await items.get()) is not None:
-            yield chunk
-        if isinstance(worker.outcome, BaseException):
-            raise worker.outcome
-    finally:
-        token.cancel()
-        await asyncio.to_thread(forwarder.join)
+    async def aclose(self) -> None:
+        """Cancel the request (within one engine step) and wait for the forwarding thread."""
+        self._request.cancel()
+        if not self._done:
+            self._done = True
+            if self._forwarder is not None:
+                await asyncio.to_thread(self._forwarder.join)
+
+    def __del__(self) -> None:
+        if not self._done:
+            self._request.cancel()

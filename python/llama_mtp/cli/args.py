@@ -26,6 +26,14 @@ def add_model_args(p: argparse.ArgumentParser, *, model_required: bool = True) -
     g.add_argument("-ctv", "--cache-type-v", default="f16", help="KV cache type for V")
     g.add_argument("--mlock", action="store_true", help="lock the model in RAM")
     g.add_argument("--no-mmap", action="store_true", help="read the model instead of mapping it")
+    g.add_argument("-nkvo", "--no-kv-offload", action="store_true", help="keep the KV cache off the GPU")
+    g.add_argument("-np", "--parallel", dest="n_parallel", type=int, default=1,
+                   help="sequence slots decoded together (continuous batching; -c is shared by them)")
+    kvu = g.add_mutually_exclusive_group()
+    kvu.add_argument("-kvu", "--kv-unified", dest="kv_unified", action="store_true", default=True,
+                     help="one KV pool for all slots (default)")
+    kvu.add_argument("-no-kvu", "--no-kv-unified", dest="kv_unified", action="store_false",
+                     help="each slot gets -c / -np tokens of its own")
 
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:
@@ -61,6 +69,10 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--spec-draft-ngl", "-ngld", "--gpu-layers-draft", dest="spec_ngl", type=int, default=-1)
     g.add_argument("--spec-draft-model", "-md", "--model-draft", dest="spec_model", default=None,
                    help="draft-simple: the draft GGUF; draft-mtp: an MTP sidecar GGUF")
+    g.add_argument("-ctkd", "--cache-type-k-draft", dest="spec_ctk", default="f16",
+                   help="KV cache type for K of a separate draft model")
+    g.add_argument("-ctvd", "--cache-type-v-draft", dest="spec_ctv", default="f16",
+                   help="KV cache type for V of a separate draft model")
 
 
 def add_chat_args(p: argparse.ArgumentParser) -> None:
@@ -89,7 +101,8 @@ def model_kwargs(a: argparse.Namespace) -> dict[str, object]:
     return dict(n_gpu_layers=-1 if a.gpu_layers >= 999 else a.gpu_layers, n_ctx=a.ctx_size,
                 n_batch=a.batch_size, n_ubatch=a.ubatch_size, n_threads=a.threads,
                 n_threads_batch=a.threads_batch, flash_attn=a.flash_attn, cache_type_k=a.cache_type_k,
-                cache_type_v=a.cache_type_v, use_mlock=a.mlock, use_mmap=not a.no_mmap)
+                cache_type_v=a.cache_type_v, use_mlock=a.mlock, use_mmap=not a.no_mmap,
+                offload_kqv=not a.no_kv_offload, n_parallel=a.n_parallel, kv_unified=a.kv_unified)
 
 
 def sampling_from(a: argparse.Namespace) -> SamplingParams:
@@ -110,7 +123,8 @@ def speculator_from(a: argparse.Namespace) -> Speculator:
     if a.spec_type == "none":
         return Speculator.none()
     return Speculator(a.spec_type, n_max=a.spec_n_max, n_min=a.spec_n_min, p_min=a.spec_p_min,
-                      gpu_layers=-1 if a.spec_ngl >= 999 else a.spec_ngl, model_path=a.spec_model)
+                      gpu_layers=-1 if a.spec_ngl >= 999 else a.spec_ngl, model_path=a.spec_model,
+                      cache_type_k=a.spec_ctk, cache_type_v=a.spec_ctv)
 
 
 def chat_template_from(a: argparse.Namespace) -> str | None:

@@ -1,0 +1,255 @@
+// Binding of the batching engine (csrc/engine.h): option/result structs, request handles, and
+// waiting for a request's chunks or result with the GIL released (csrc/gil.h).
+#include <chrono>
+#include <cmath>
+#include <optional>
+
+#include <pybind11/stl.h>
+#include <pybind11/typing.h>
+
+#include "bindings.h"
+#include "engine.h"
+#include "gil.h"
+#include "sampling_options.h"
+
+namespace py = pybind11;
+
+namespace llama_mtp {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+const char* finish_reason_name(FinishReason r) {
+    switch (r) {
+        case FinishReason::kStop: return "stop";
+        case FinishReason::kEos: return "eos";
+        case FinishReason::kCancelled: return "cancelled";
+        default: return "length";
+    }
+}
+
+// A Python timeout (seconds or None) as a deadline; as queue.Queue, a negative or NaN timeout is
+// a ValueError and an infinite one waits without limit.
+Clock::time_point deadline_of(std::optional<double> timeout) {
+    if (!timeout) return Clock::time_point::max();
+    if (std::isnan(*timeout) || *timeout < 0.0) {
+        throw py::value_error("timeout must be a non-negative number of seconds or None");
+    }
+    if (*timeout >= 3.0e9) return Clock::time_point::max();  // beyond ~a century: no limit
+    return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(*timeout));
+}
+
+py::str decode_utf8(const std::string& text) {
+    return py::reinterpret_steal<py::str>(PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "replace"));
+}
+
+using ChunkTuple = py::typing::Tuple<py::str, py::typing::List<py::int_>, py::typing::List<TokenLogprob>>;
+using MaybeChunk = py::typing::Optional<ChunkTuple>;
+
+// The next chunk of a streamed request, or None once it has ended and every chunk was taken.
+MaybeChunk next_chunk(Request& request, std::optional<double> timeout) {
+    const auto deadline = deadline_of(timeout);
+    Chunk chunk;
+    bool ended = false;
+    const bool ready = wait_without_gil(
+        [&](Clock::time_point slice) { return request.next(chunk, ended, slice) == Request::Wait::kReady; },
+        deadline);
+    if (!ready) {
+        PyErr_SetString(PyExc_TimeoutError, "no generation step within the timeout");
+        throw py::error_already_set();
+    }
+    if (ended) return py::reinterpret_borrow<MaybeChunk>(py::none());
+    return py::reinterpret_steal<MaybeChunk>(
+        py::make_tuple(decode_utf8(chunk.text), py::cast(chunk.tokens), py::cast(chunk.logprobs)).release());
+}
+
+// Waits for the request's result. Ctrl-C cancels the request, waits for it to end, and raises.
+GenerationResult wait_result(Request& request, std::optional<double> timeout) {
+    const auto deadline = deadline_of(timeout);
+    bool ready = false;
+    try {
+        ready = wait_without_gil([&](Clock::time_point slice) { return request.wait(slice) == Request::Wait::kReady; },
+                                 deadline);
+    } catch (py::error_already_set&) {
+        request.cancel();  // KeyboardInterrupt: stop the request within one step, then re-raise
+        GilRelease release;
+        request.wait(Clock::time_point::max());
+        throw;
+    }
+    if (!ready) {
+        PyErr_SetString(PyExc_TimeoutError, "the request did not finish within the timeout");
+        throw py::error_already_set();
+    }
+    return request.take_result();
+}
+
+}  // namespace
+
+void bind_engine(py::module_& m) {
+    py::class_<ContextOptions>(m, "ContextOptions",
+                               "How the engine's context is created (-c, -b, -ub, -t, -tb, -fa, -ctk, -ctv, -nkvo, -kvu).")
+        .def(py::init<>())
+        .def_readwrite("n_ctx", &ContextOptions::n_ctx)
+        .def_readwrite("n_batch", &ContextOptions::n_batch)
+        .def_readwrite("n_ubatch", &ContextOptions::n_ubatch)
+        .def_readwrite("n_threads", &ContextOptions::n_threads)
+        .def_readwrite("n_threads_batch", &ContextOptions::n_threads_batch)
+        .def_readwrite("flash_attn", &ContextOptions::flash_attn)
+        .def_readwrite("cache_type_k", &ContextOptions::cache_type_k)
+        .def_readwrite("cache_type_v", &ContextOptions::cache_type_v)
+        .def_readwrite("offload_kqv", &ContextOptions::offload_kqv)
+        .def_readwrite("kv_unified", &ContextOptions::kv_unified);
+
+    py::class_<SpeculatorOptions>(m, "SpeculatorOptions", "Native speculator options (see llama_mtp.Speculator).")
+        .def(py::init<>())
+        .def_readwrite("type", &SpeculatorOptions::type)
+        .def_readwrite("n_max", &SpeculatorOptions::n_max)
+        .def_readwrite("n_min", &SpeculatorOptions::n_min)
+        .def_readwrite("p_min", &SpeculatorOptions::p_min)
+        .def_readwrite("model_path", &SpeculatorOptions::model_path)
+        .def_readwrite("gpu_layers", &SpeculatorOptions::gpu_layers)
+        .def_readwrite("cache_type_k", &SpeculatorOptions::cache_type_k)
+        .def_readwrite("cache_type_v", &SpeculatorOptions::cache_type_v)
+        .def_readwrite("ngram_size_n", &SpeculatorOptions::ngram_size_n)
+        .def_readwrite("ngram_size_m", &SpeculatorOptions::ngram_size_m)
+        .def_readwrite("ngram_min_hits", &SpeculatorOptions::ngram_min_hits);
+
+    py::class_<SamplingOptions>(m, "SamplingOptions", "Native sampling options (see llama_mtp.SamplingParams).")
+        .def(py::init<>())
+        .def_readwrite("temperature", &SamplingOptions::temperature)
+        .def_readwrite("top_k", &SamplingOptions::top_k)
+        .def_readwrite("top_p", &SamplingOptions::top_p)
+        .def_readwrite("min_p", &SamplingOptions::min_p)
+        .def_readwrite("typical_p", &SamplingOptions::typical_p)
+        .def_readwrite("repeat_penalty", &SamplingOptions::repeat_penalty)
+        .def_readwrite("repeat_last_n", &SamplingOptions::repeat_last_n)
+        .def_readwrite("presence_penalty", &SamplingOptions::presence_penalty)
+        .def_readwrite("frequency_penalty", &SamplingOptions::frequency_penalty)
+        .def_readwrite("seed", &SamplingOptions::seed)
+        .def_readwrite("max_tokens", &SamplingOptions::max_tokens)
+        .def_readwrite("stop", &SamplingOptions::stop)
+        .def_readwrite("logit_bias", &SamplingOptions::logit_bias)
+        .def_readwrite("grammar", &SamplingOptions::grammar)
+        .def_readwrite("ignore_eos", &SamplingOptions::ignore_eos)
+        .def_readwrite("logprobs", &SamplingOptions::logprobs)
+        .def_readwrite("reasoning_budget_tokens", &SamplingOptions::reasoning_budget_tokens)
+        .def_readwrite("reasoning_budget_start", &SamplingOptions::reasoning_budget_start)
+        .def_readwrite("reasoning_budget_end", &SamplingOptions::reasoning_budget_end)
+        .def_readwrite("reasoning_budget_forced", &SamplingOptions::reasoning_budget_forced)
+        .def_readwrite("generation_prompt", &SamplingOptions::generation_prompt);
+    m.def("validate_sampling", &validate_sampling, py::arg("options"),
+          "Raise ValueError naming the first invalid sampling value.");
+
+    py::class_<TokenLogprob>(m, "TokenLogprob", "Native log-probability of one token (see llama_mtp.TokenLogprob).")
+        .def_readonly("token", &TokenLogprob::token)
+        .def_readonly("logprob", &TokenLogprob::logprob)
+        .def_readonly("top", &TokenLogprob::top);
+
+    py::class_<GenerationStats>(m, "GenerationStats", "Native timings of one generation (see llama_mtp.GenerationStats).")
+        .def_readonly("prompt_n", &GenerationStats::prompt_n)
+        .def_readonly("cache_n", &GenerationStats::cache_n)
+        .def_readonly("prompt_ms", &GenerationStats::prompt_ms)
+        .def_readonly("predicted_n", &GenerationStats::predicted_n)
+        .def_readonly("predicted_ms", &GenerationStats::predicted_ms)
+        .def_readonly("draft_n", &GenerationStats::draft_n)
+        .def_readonly("draft_n_accepted", &GenerationStats::draft_n_accepted)
+        .def_readonly("num_drafts", &GenerationStats::num_drafts)
+        .def_readonly("accepted_per_position", &GenerationStats::accepted_per_position);
+
+    py::class_<GenerationResult>(m, "GenerationResult", "Native result of one generation (see llama_mtp.GenerationOutput).")
+        .def_property_readonly("text", [](const GenerationResult& r) { return decode_utf8(r.text); })
+        .def_readonly("tokens", &GenerationResult::tokens)
+        .def_property_readonly("finish_reason",
+                               [](const GenerationResult& r) { return finish_reason_name(r.finish_reason); })
+        .def_readonly("stop_reason", &GenerationResult::stop_reason)
+        .def_readonly("logprobs", &GenerationResult::logprobs)
+        .def_readonly("stats", &GenerationResult::stats);
+
+    py::class_<CancelToken, std::shared_ptr<CancelToken>>(
+        m, "CancelToken", "A flag that stops a running generation within one step: call cancel() from any thread.")
+        .def(py::init<>())
+        .def("cancel", &CancelToken::cancel)
+        .def_property_readonly("cancelled", &CancelToken::cancelled);
+
+    py::class_<Request, std::shared_ptr<Request>>(
+        m, "Request", "A submitted request: read its chunks (streams) or wait for its result.")
+        .def("next_chunk", &next_chunk, py::arg("timeout") = std::nullopt,
+             "The next (text, tokens, logprobs) chunk of a streamed request, or None once it has ended and "
+             "every chunk was taken. Waits with the GIL released; raises TimeoutError after `timeout` "
+             "seconds (ValueError for a negative or NaN one; infinity waits without limit).")
+        .def("result", &wait_result, py::arg("timeout") = std::nullopt,
+             "Waits for the request to end and returns its result (raises its error). Ctrl-C cancels "
+             "the request and raises KeyboardInterrupt.")
+        .def("cancel", &Request::cancel, "Stop the request within one engine step.")
+        .def_property_readonly("done", &Request::done)
+        .def_property_readonly("pending", &Request::pending, "Chunks produced and not yet taken.");
+
+    py::class_<EngineOptions>(m, "EngineOptions", "Slots, queue and speculator of an engine.")
+        .def(py::init<>())
+        .def_readwrite("n_parallel", &EngineOptions::n_parallel)
+        .def_readwrite("max_queue", &EngineOptions::max_queue)
+        .def_readwrite("speculator", &EngineOptions::speculator);
+
+    py::class_<EngineMetrics>(m, "EngineMetrics", "Native engine counters (see llama_mtp.EngineMetrics).")
+        .def_readonly("n_parallel", &EngineMetrics::n_parallel)
+        .def_readonly("requests_processing", &EngineMetrics::requests_processing)
+        .def_readonly("requests_deferred", &EngineMetrics::requests_deferred)
+        .def_readonly("kv_cache_tokens", &EngineMetrics::kv_cache_tokens)
+        .def_readonly("kv_cache_usage_ratio", &EngineMetrics::kv_cache_usage_ratio)
+        .def_readonly("prompt_tokens_total", &EngineMetrics::prompt_tokens_total)
+        .def_readonly("prompt_seconds_total", &EngineMetrics::prompt_seconds_total)
+        .def_readonly("tokens_predicted_total", &EngineMetrics::tokens_predicted_total)
+        .def_readonly("tokens_predicted_seconds_total", &EngineMetrics::tokens_predicted_seconds_total)
+        .def_readonly("n_decode_total", &EngineMetrics::n_decode_total)
+        .def_readonly("n_busy_slots_total", &EngineMetrics::n_busy_slots_total)
+        .def_readonly("requests_finished_total", &EngineMetrics::requests_finished_total)
+        .def_readonly("spec_decode_num_drafts", &EngineMetrics::spec_decode_num_drafts)
+        .def_readonly("spec_decode_num_draft_tokens", &EngineMetrics::spec_decode_num_draft_tokens)
+        .def_readonly("spec_decode_num_accepted_tokens", &EngineMetrics::spec_decode_num_accepted_tokens)
+        .def_readonly("spec_decode_num_accepted_tokens_per_pos", &EngineMetrics::spec_decode_num_accepted_tokens_per_pos);
+
+    py::class_<Engine, std::shared_ptr<Engine>>(
+        m, "Engine", "Sequence slots in one context and the scheduler thread that batches their requests.")
+        .def(py::init([](std::shared_ptr<Model> model, const ContextOptions& context, const EngineOptions& options) {
+                 GilRelease release;
+                 return std::make_shared<Engine>(std::move(model), context, options);
+             }),
+             py::arg("model"), py::arg("context"), py::arg("options"))
+        .def(
+            "submit",
+            [](Engine& self, std::vector<llama_token> prompt, const SamplingOptions& sampling,
+               const SpeculatorOptions& speculator, bool cache_prompt, bool stream,
+               std::optional<std::shared_ptr<CancelToken>> cancel) {
+                RequestOptions options;
+                options.prompt = std::move(prompt);
+                options.sampling = sampling;
+                options.speculator = speculator;
+                options.cache_prompt = cache_prompt;
+                options.stream = stream;
+                options.cancel = cancel.value_or(nullptr);
+                GilRelease release;  // the sampler (a grammar) may take a while to build
+                return self.submit(std::move(options));
+            },
+            py::arg("prompt"), py::arg("sampling"), py::arg("speculator"), py::arg("cache_prompt") = true,
+            py::arg("stream") = false, py::arg("cancel") = std::nullopt,
+            "Validate and queue a request; raises before any work for bad input or a full queue.")
+        .def(
+            "close", [](Engine& self) {
+                GilRelease release;
+                self.close();
+            },
+            "Cancel every request (they raise ModelClosedError) and join the scheduler thread.")
+        .def_property_readonly("closed", &Engine::closed)
+        .def("reset_cache", &Engine::reset_cache, "Forget every slot's cached prompt.")
+        .def("metrics", &Engine::metrics)
+        .def_property_readonly("n_parallel", &Engine::n_parallel)
+        .def_property_readonly("n_ctx", &Engine::n_ctx)
+        .def_property_readonly("n_ctx_seq", &Engine::n_ctx_seq);
+
+    m.def("begin_shutdown", &begin_shutdown,
+          "Called by llama_mtp's exit hook: from now on, threads waiting in native code never re-take "
+          "the GIL (they park until the process ends).");
+    note_main_thread();
+}
+
+}  // namespace llama_mtp

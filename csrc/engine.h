@@ -1,0 +1,142 @@
+// The batching engine: N sequence slots in one llama.cpp context and one scheduler thread that,
+// every step, decodes one batch made of all active requests -- the next token (or MTP verification
+// rows) of every generating slot and a prompt chunk of newly admitted ones -- then samples each
+// slot with its own sampler, drafts for every speculating slot in one pass, and rolls rejected
+// draft tokens back per sequence. Requests from any thread are admitted into free slots as they
+// arrive (continuous batching); the rest wait in a bounded FIFO queue.
+//
+// The scheduler thread never touches Python. It is started by the constructor and joined by
+// close() (and the destructor).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "generation.h"
+#include "model.h"
+#include "request.h"
+#include "sampling.h"  // llama.cpp common/sampling.h
+
+struct common_threadpools;  // common/common.h
+struct common_batch;        // common/common.h
+
+namespace llama_mtp {
+
+class Slot;
+class Speculator;
+
+struct EngineOptions {
+    uint32_t n_parallel = 1;   // sequence slots (llama.cpp: -np)
+    uint32_t max_queue = 1024; // requests that may wait for a slot; beyond: QueueFullError
+    // The speculator set at load: requests may ask for it, for a smaller n_max, or for none;
+    // anything else is rejected. Unset: the first speculating request configures it, and a
+    // request asking for another one waits until the engine is idle to reconfigure it.
+    std::optional<SpeculatorOptions> speculator;
+};
+
+// Counters since the engine started (llama-server's /metrics and vLLM's spec_decode_* names).
+struct EngineMetrics {
+    uint32_t n_parallel = 0;
+    uint32_t requests_processing = 0;  // busy slots
+    uint32_t requests_deferred = 0;    // waiting in the queue
+    uint64_t kv_cache_tokens = 0;      // tokens held in the target's memory, all slots
+    double kv_cache_usage_ratio = 0.0;
+    uint64_t prompt_tokens_total = 0;
+    double prompt_seconds_total = 0.0;
+    uint64_t tokens_predicted_total = 0;
+    double tokens_predicted_seconds_total = 0.0;
+    uint64_t n_decode_total = 0;       // batches decoded
+    uint64_t n_busy_slots_total = 0;   // sum over decoded batches of the slots in them
+    uint64_t requests_finished_total = 0;
+    uint64_t spec_decode_num_drafts = 0;
+    uint64_t spec_decode_num_draft_tokens = 0;
+    uint64_t spec_decode_num_accepted_tokens = 0;
+    std::vector<uint64_t> spec_decode_num_accepted_tokens_per_pos;
+};
+
+class Engine {
+public:
+    // Creates the context (throws InvalidArgument / DecodeError / MTPUnavailableError ...) and
+    // starts the scheduler thread.
+    Engine(std::shared_ptr<Model> model, const ContextOptions& context, const EngineOptions& options);
+    ~Engine();
+    Engine(const Engine&) = delete;
+    Engine& operator=(const Engine&) = delete;
+
+    // Validates and queues a request. Throws InvalidArgument, ContextOverflowError,
+    // MTPUnavailableError, QueueFullError, ClosedError -- all before any work is done.
+    std::shared_ptr<Request> submit(RequestOptions options);
+
+    // Cancels every request (they end with ClosedError) and joins the scheduler thread.
+    // Idempotent; safe from any thread but the scheduler's.
+    void close();
+    bool closed() const;
+
+    // Forgets every slot's cached prompt (before the next request is admitted).
+    void reset_cache();
+
+    EngineMetrics metrics() const;
+    uint32_t n_parallel() const { return options_.n_parallel; }
+    // Most tokens (prompt + generated) one sequence may hold.
+    uint32_t n_ctx_seq() const { return n_ctx_seq_.load(); }
+    uint32_t n_ctx() const { return context_.n_ctx; }
+
+private:
+    // A request waiting for a slot, with its sampler (made by the submitting thread, so that a
+    // bad grammar fails there).
+    struct Pending {
+        std::shared_ptr<Request> request;
+        common_sampler_ptr sampler;
+    };
+
+    void run();
+    void step(std::vector<Pending>& admitted);
+    bool wants_speculator(const SpeculatorOptions& wanted) const;
+    void create_context(uint32_t n_draft_max);
+    void configure_speculator(const SpeculatorOptions& wanted);
+    void free_context();
+    void start(Slot& slot, Pending&& pending);
+    void finish(Slot& slot);
+    void fail(Slot& slot, std::exception_ptr error);
+    void fail_all(std::exception_ptr error);
+    Slot* choose_slot(const RequestOptions& request);
+    bool evict_idle(const Slot* except);
+
+    std::shared_ptr<Model> model_;
+    ModelHandle handle_;
+    ContextOptions context_;
+    EngineOptions options_;
+    bool recurrent_ = false;
+
+    // Owned by the scheduler thread once it runs (created by the constructor / reconfiguration).
+    std::unique_ptr<common_threadpools> threadpools_;
+    llama_context* ctx_ = nullptr;
+    llama_context_params ctx_params_{};
+    std::unique_ptr<common_batch> batch_;
+    std::unique_ptr<common_batch> mirror_;  // the rows the speculator follows
+    uint32_t n_rs_seq_ = 0;
+    std::atomic<uint32_t> n_ctx_seq_{0};
+    std::atomic<bool> abort_{false};
+    std::unique_ptr<Speculator> speculator_;
+    std::vector<std::unique_ptr<Slot>> slots_;
+    uint64_t clock_ = 0;  // step counter: least-recently-used slot choice
+
+    // Shared with callers, under mutex_.
+    mutable std::mutex mutex_;
+    std::condition_variable wake_;
+    std::deque<Pending> queue_;
+    bool stop_ = false;
+    bool reset_requested_ = false;
+    std::optional<SpeculatorOptions> configured_;  // the speculator the engine serves (or will)
+    EngineMetrics metrics_;
+    std::thread thread_;
+};
+
+}  // namespace llama_mtp
