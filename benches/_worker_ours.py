@@ -5,6 +5,9 @@ Config (argv[1]): {"model", "threads", "n_ctx", "n_batch", "n_ubatch"} and optio
 Request:  {"prompt_file": PATH, "n_predict": N, "n_max": K (0 = plain), "stream": false}
 Reply:    {"prompt_n", "prompt_ms", "predicted_n", "predicted_ms", "draft_n",
            "draft_n_accepted", "tokens"}  (llama-server's timing names)
+Batch:    {"prompt_files": [PATH, ...], ...} generates all prompts at once (one request each,
+          batched by the engine: load the model with model_kwargs {"n_parallel": N}); the reply
+          sums the counts and lists "tokens" per prompt.
 """
 
 from __future__ import annotations
@@ -12,6 +15,10 @@ from __future__ import annotations
 import json
 import sys
 import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llama_mtp import Model
 
 
 def main() -> int:
@@ -24,6 +31,9 @@ def main() -> int:
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         req = json.loads(line)
+        if "prompt_files" in req:
+            print(json.dumps(batch(model, req)), flush=True)
+            continue
         with open(req["prompt_file"], encoding="utf-8") as f:
             text = f.read()
         tokens = model.tokenize(text, add_special=True, parse_special=True)
@@ -45,6 +55,27 @@ def main() -> int:
                           "draft_n": s.draft_n, "draft_n_accepted": s.draft_n_accepted,
                           "wall_s": wall, "tokens": out.tokens}), flush=True)
     return 0
+
+
+def batch(model: "Model", req: dict[str, Any]) -> dict[str, Any]:
+    """Every prompt of ``req["prompt_files"]`` at once, as concurrent clients would send them."""
+    from llama_mtp import SamplingParams, Speculator
+
+    prompts = []
+    for name in req["prompt_files"]:
+        with open(name, encoding="utf-8") as f:
+            prompts.append(model.tokenize(f.read(), add_special=True, parse_special=True))
+    sp = SamplingParams.greedy(max_tokens=int(req["n_predict"]))
+    spec = Speculator.mtp(int(req["n_max"])) if req.get("n_max") else None
+    t0 = time.perf_counter()
+    outs = model.generate(prompts, sp, speculator=spec, cache_prompt=False)
+    wall = time.perf_counter() - t0
+    return {"prompt_n": sum(o.stats.prompt_n for o in outs),
+            "prompt_ms": max(o.stats.prompt_ms for o in outs),
+            "predicted_n": sum(o.stats.predicted_n for o in outs), "predicted_ms": wall * 1e3,
+            "draft_n": sum(o.stats.draft_n for o in outs),
+            "draft_n_accepted": sum(o.stats.draft_n_accepted for o in outs),
+            "wall_s": wall, "tokens": [o.tokens for o in outs]}
 
 
 if __name__ == "__main__":

@@ -219,16 +219,18 @@ def _free_port() -> int:
 
 
 class Server:
-    """llama-server on 127.0.0.1, one slot."""
+    """llama-server on 127.0.0.1, ``n_parallel`` slots (one by default)."""
 
     def __init__(self, model: Path, cfg: Config, mtp: bool, log: Path, *,
                  exe: Path | None = None, extra: tuple[str, ...] = (),
-                 cpu: int | None = None) -> None:
+                 cpu: int | None = None, n_parallel: int = 1, kv_unified: bool | None = None) -> None:
         self.port = _free_port()
         cmd = pin_prefix(cpu) + [str(exe or refs.tool_path("llama-server")), "-m", str(model), "--host", "127.0.0.1",
                "--port", str(self.port), "-t", str(cfg.threads), "-tb", str(cfg.threads),
-               "-c", str(cfg.n_ctx), "-b", str(cfg.n_batch), "-ub", str(cfg.n_ubatch), "-np", "1",
+               "-c", str(cfg.n_ctx), "-b", str(cfg.n_batch), "-ub", str(cfg.n_ubatch), "-np", str(n_parallel),
                "-fa", "auto", "--no-webui", "--no-warmup"]
+        if kv_unified is not None:
+            cmd.append("-kvu" if kv_unified else "-no-kvu")
         if mtp:
             cmd += ["--spec-type", "draft-mtp", "--spec-draft-n-max", str(cfg.n_max)]
         cmd += list(extra)

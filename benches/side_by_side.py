@@ -66,31 +66,51 @@ class Contender:
     """
 
     def __init__(self, spec: str, model: Path, prompt: Path, n_predict: int, cfg: bench.Config,
-                 cpu: int | None, log: Path) -> None:
+                 cpu: int | None, log: Path, clients: int = 1, kv_unified: bool | None = None) -> None:
         kind, _, args = spec.partition(":")
         if kind not in KINDS or (args and not kind.startswith("ours")):
             raise SystemExit(f"unknown contender {spec!r}: use {', '.join(KINDS)} or ours:K=V,...")
-        self.prompt, self.n_predict = prompt, n_predict
+        self.prompt, self.n_predict, self.clients = prompt, n_predict, clients
         self.mtp = kind.endswith("-mtp")
         self.n_max = cfg.n_max if self.mtp else 0
         self.out: dict[str, Any] = {}
         self.engine: bench.Server | bench.JsonWorker
         if kind.startswith("server"):
-            self.engine = bench.Server(model, cfg, self.mtp, log, cpu=cpu)
+            self.engine = bench.Server(model, cfg, self.mtp, log, cpu=cpu, n_parallel=clients,
+                                       kv_unified=kv_unified)
             self.text = prompt.read_text(encoding="utf-8")
             return
         if kind == "lcp":
+            if clients > 1:
+                raise SystemExit("the lcp contender serves one client")
             self.engine = bench.lcp_worker(model, cfg, cpu)
             return
         kwargs = {k: ast.literal_eval(v) for k, v in (a.split("=", 1) for a in args.split(",") if a)}
+        python = str(kwargs.pop("python", sys.executable))  # another build of llama-mtp
+        if clients > 1:
+            kwargs.setdefault("n_parallel", clients)
+        if kv_unified is not None:
+            kwargs.setdefault("kv_unified", kv_unified)
         wcfg = {"model": str(model), "threads": cfg.threads, "n_ctx": cfg.n_ctx,
                 "n_batch": cfg.n_batch, "n_ubatch": cfg.n_ubatch, "model_kwargs": kwargs}
         self.engine = bench.JsonWorker(bench.pin_prefix(cpu) + [
-            sys.executable, str(HERE / "_worker_ours.py"), json.dumps(wcfg)])
+            python, str(HERE / "_worker_ours.py"), json.dumps(wcfg)])
+
+    def client_prompts(self) -> list[Path]:
+        """One prompt per concurrent client: the prompt, each under its own first line."""
+        files = []
+        for i in range(self.clients):
+            f = CACHE / "prompts" / f"client{i}-{self.prompt.name}"
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(f"Request {i}.\n" + self.prompt.read_text(encoding="utf-8"), encoding="utf-8")
+            files.append(f)
+        return files
 
     def _run(self) -> None:
         r: dict[str, Any]
-        if isinstance(self.engine, bench.Server):
+        if self.clients > 1:
+            r = self._run_clients()
+        elif isinstance(self.engine, bench.Server):
             reply = self.engine.complete(self.text, self.n_predict)
             r = dict(reply["timings"], tokens=reply.get("tokens") or [])
         else:
@@ -102,6 +122,34 @@ class Contender:
                     "prompt_n": r["prompt_n"], "predicted_n": r["predicted_n"],
                     "tokens": r.get("tokens"),
                     "finished": time.perf_counter()}
+
+    def _run_clients(self) -> dict[str, Any]:
+        """``clients`` requests at once: HTTP clients against llama-server's slots, one batch
+        call into our engine's slots. Counts are summed; ``tokens`` lists each client's."""
+        files = self.client_prompts()
+        if isinstance(self.engine, bench.Server):
+            server = self.engine
+            replies: list[dict[str, Any]] = [{} for _ in files]
+
+            def client(i: int) -> None:
+                replies[i] = server.complete(files[i].read_text(encoding="utf-8"), self.n_predict)
+
+            t0 = time.perf_counter()
+            threads = [threading.Thread(target=client, args=(i,)) for i in range(len(files))]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            wall = time.perf_counter() - t0
+            tim = [rep["timings"] for rep in replies]
+            return {"prompt_n": sum(t["prompt_n"] for t in tim), "prompt_ms": max(t["prompt_ms"] for t in tim),
+                    "predicted_n": sum(t["predicted_n"] for t in tim), "predicted_ms": wall * 1e3,
+                    "draft_n": sum(t.get("draft_n", 0) for t in tim),
+                    "draft_n_accepted": sum(t.get("draft_n_accepted", 0) for t in tim),
+                    "tokens": [rep.get("tokens") or [] for rep in replies]}
+        assert isinstance(self.engine, bench.JsonWorker)
+        return self.engine.ask({"prompt_files": [str(f) for f in files], "n_predict": self.n_predict,
+                                "n_max": self.n_max})
 
     @property
     def pid(self) -> int:
@@ -190,6 +238,12 @@ def main() -> int:
                     help="threads per contender: 1 = both at once, pinned to one CPU each; "
                          "more = time-sliced turns on all CPUs")
     ap.add_argument("--slice-ms", type=float, default=200.0, help="turn length with --threads > 1")
+    ap.add_argument("--clients", type=int, default=1,
+                    help="concurrent requests per contender (llama-server -np N with N HTTP clients; "
+                         "ours: n_parallel N, the N prompts in one generate call); the compared "
+                         "metric is then the aggregate tokens over the running time")
+    ap.add_argument("--kv-unified", choices=("on", "off"), default=None,
+                    help="-kvu / -no-kvu for both (default: each one's own default)")
     ap.add_argument("--rounds", type=int, default=4,
                     help="rounds: CPUs swapped each time, start order every two (use multiples of 4)")
     ap.add_argument("--out", default=None,
@@ -208,7 +262,7 @@ def main() -> int:
     ratios = []
     rows: list[dict[str, Any]] = []
     meta = {"command": shlex.join([sys.executable, *sys.argv]), "machine": bench.machine(),
-            "model": a.model.name, "prompt": prompt.name, "threads": a.threads,
+            "model": a.model.name, "prompt": prompt.name, "threads": a.threads, "clients": a.clients,
             "slice_ms": a.slice_ms if sliced else None, "load_start": bench.loadavg()}
     for r in range(a.rounds):
         cpus: tuple[int | None, int | None] = (None, None) if sliced else \
@@ -221,8 +275,9 @@ def main() -> int:
         pair: list[Contender] = []
         running: list[float] = []
         try:
+            kvu = None if a.kv_unified is None else a.kv_unified == "on"
             for spec, cpu in specs:
-                pair.append(Contender(spec, a.model, prompt, a.n_predict, cfg, cpu, log))
+                pair.append(Contender(spec, a.model, prompt, a.n_predict, cfg, cpu, log, a.clients, kvu))
             if b_first:
                 pair.reverse()
             if sliced:
@@ -290,12 +345,15 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]], summary: dict[str
              f"- machine: {m.get('cpu')}, {m.get('cpus')} CPUs, {m.get('mem_gib')} GiB, "
              f"{m.get('platform')}; load {meta['load_start']} at the start, "
              f"{meta.get('load_end')} at the end",
-             f"- model `{meta['model']}`, prompt `{meta['prompt']}`", ""]
+             f"- model `{meta['model']}`, prompt `{meta['prompt']}`, "
+             f"{meta.get('clients', 1)} concurrent client(s) per contender", ""]
     if sliced:
         lines += ["| round | first turn | loaded first | a running s | b running s | "
-                  "same tokens | a/b speed |", "|---:|---|---|---:|---:|---|---:|"]
+                  "a tok/s | b tok/s | same tokens | a/b speed |", "|---:|---|---|---:|---:|---:|---:|---|---:|"]
+        phase = "prompt" if rows and rows[0]["n_predict"] == 1 else "predicted"
         lines += [f"| {r['round']} | {r['first_turn']} | {r['loaded_first']} | "
-                  f"{r['a_running_s']} | {r['b_running_s']} | {r['same_tokens']} | "
+                  f"{r['a_running_s']} | {r['b_running_s']} | {r[f'a_{phase}_tps_running']} | "
+                  f"{r[f'b_{phase}_tps_running']} | {r['same_tokens']} | "
                   f"{r['a/b ' + metric]} |" for r in rows]
     else:
         lines += ["| round | a CPU | loaded first | a prompt tok/s | b prompt tok/s | "

@@ -347,11 +347,11 @@ class Model:
                  cancel: _core.CancelToken | None = None) -> GenerationOutput: ...
 
     @overload
-    def generate(self, prompt: list[Prompt], sampling: SamplingParams | Sequence[SamplingParams] | None = None, *,
+    def generate(self, prompt: list[str] | list[list[int]] | list[Prompt], sampling: SamplingParams | Sequence[SamplingParams] | None = None, *,
                  speculator: SpeculatorLike = None, cache_prompt: bool = True,
                  cancel: _core.CancelToken | None = None) -> list[GenerationOutput]: ...
 
-    def generate(self, prompt: Prompt | list[Prompt],
+    def generate(self, prompt: Prompt | list[str] | list[list[int]] | list[Prompt],
                  sampling: SamplingParams | Sequence[SamplingParams] | None = None, *,
                  speculator: SpeculatorLike = None, cache_prompt: bool = True,
                  cancel: _core.CancelToken | None = None) -> GenerationOutput | list[GenerationOutput]:
@@ -374,7 +374,7 @@ class Model:
         """
         spec = self._resolve(speculator)
         if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int):
-            prompts: list[Prompt] = prompt
+            prompts: list[Prompt] = list(prompt)
             if sampling is None or isinstance(sampling, SamplingParams):
                 params = [sampling or SamplingParams()] * len(prompts)
             else:
