@@ -10,7 +10,9 @@
 #include "bindings.h"
 #include "engine.h"
 #include "gil.h"
+#include "context_params.h"
 #include "sampling_options.h"
+#include "speculator.h"
 
 namespace py = pybind11;
 
@@ -139,6 +141,15 @@ void bind_engine(py::module_& m) {
         .def_readwrite("generation_prompt", &SamplingOptions::generation_prompt);
     m.def("validate_sampling", &validate_sampling, py::arg("options"),
           "Raise ValueError naming the first invalid sampling value.");
+    m.def("validate_speculator", &validate_speculator, py::arg("options"),
+          "Raise ValueError (FileNotFoundError for a missing model file) for invalid speculator options.");
+    m.def("speculator_types", &speculator_types, "Speculator types llama-mtp runs (llama.cpp's names).");
+    m.def(
+        "validate_context",
+        [](const ContextOptions& options, uint32_t n_parallel) {
+            make_context_params(options, 0, n_parallel, n_parallel);
+        },
+        py::arg("options"), py::arg("n_parallel"), "Raise ValueError for invalid context options.");
 
     py::class_<TokenLogprob>(m, "TokenLogprob", "Native log-probability of one token (see llama_mtp.TokenLogprob).")
         .def_readonly("token", &TokenLogprob::token)

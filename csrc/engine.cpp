@@ -20,9 +20,6 @@ double seconds_since(Clock::time_point t0) {
     return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// Longest draft a request may ask for (llama.cpp accepts up to 64 drafted tokens).
-constexpr int32_t kMaxDraft = 64;
-
 }  // namespace
 
 Engine::Engine(std::shared_ptr<Model> model, const ContextOptions& context, const EngineOptions& options)
@@ -34,9 +31,8 @@ Engine::Engine(std::shared_ptr<Model> model, const ContextOptions& context, cons
     metrics_.n_parallel = options_.n_parallel;
     uint32_t n_draft = 0;
     if (options_.speculator && options_.speculator->enabled()) {
-        const auto& s = *options_.speculator;
-        if (s.n_max < 1 || s.n_max > kMaxDraft) throw InvalidArgument("speculator n_max must be in [1, 64]");
-        n_draft = static_cast<uint32_t>(s.n_max);
+        validate_speculator(*options_.speculator);
+        n_draft = static_cast<uint32_t>(options_.speculator->n_max);
     }
     create_context(n_draft);
     if (options_.speculator && options_.speculator->enabled()) {
@@ -170,7 +166,7 @@ std::shared_ptr<Request> Engine::submit(RequestOptions opts) {
     }
     if (opts.speculator.enabled()) {
         const auto& s = opts.speculator;
-        if (s.n_max < 1 || s.n_max > kMaxDraft) throw InvalidArgument("speculator n_max must be in [1, 64]");
+        validate_speculator(s);
         if (static_cast<uint32_t>(s.n_max) + 2 > std::min(context_.n_batch, context_.n_ubatch)) {
             throw InvalidArgument("a verification batch of n_max + 1 = " + std::to_string(s.n_max + 1) +
                                   " tokens needs n_ubatch >= n_max + 2 (n_batch/n_ubatch are " +

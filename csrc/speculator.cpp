@@ -1,9 +1,11 @@
 #include "speculator.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "context_params.h"
 #include "errors.h"
+#include "gguf_file.h"  // FileMissing
 #include "log_bridge.h"
 
 namespace llama_mtp {
@@ -24,27 +26,45 @@ std::vector<common_speculative_type> parse_types(const std::string& name) {
 
 }  // namespace
 
+std::vector<std::string> speculator_types() {
+    // llama.cpp's types that need nothing llama-mtp lacks (eagle3 / dflash / dspark need their
+    // own draft heads, ngram-cache a cache file).
+    return {"draft-mtp", "draft-simple", "ngram-simple", "ngram-map-k", "ngram-map-k4v", "ngram-mod"};
+}
+
+void validate_speculator(const SpeculatorOptions& o) {
+    if (!o.enabled()) return;
+    const auto known = speculator_types();
+    if (std::find(known.begin(), known.end(), o.type) == known.end()) {
+        std::string list = "none";
+        for (const auto& k : known) list += ", " + k;
+        throw InvalidArgument("unknown speculator type '" + o.type + "'; known: " + list);
+    }
+    if (o.n_max < 1 || o.n_max > 64) throw InvalidArgument("speculator n_max must be in [1, 64]");
+    if (o.n_min < 0 || o.n_min > o.n_max) throw InvalidArgument("speculator n_min must be in [0, n_max]");
+    if (!(o.p_min >= 0.0f && o.p_min <= 1.0f)) throw InvalidArgument("speculator p_min must be in [0, 1]");
+    if (o.type == "draft-simple" && o.model_path.empty()) {
+        throw InvalidArgument("draft-simple needs a draft model: Speculator.draft_model(path)");
+    }
+    if (!o.model_path.empty()) {
+        std::FILE* f = std::fopen(o.model_path.c_str(), "rb");
+        if (f == nullptr) throw FileMissing("No such draft model file: '" + o.model_path + "'");
+        std::fclose(f);
+    }
+    cache_type_from_name(o.cache_type_k);
+    cache_type_from_name(o.cache_type_v);
+    if (o.ngram_size_n < 1 || o.ngram_size_m < 1 || o.ngram_min_hits < 1) {
+        throw InvalidArgument("n-gram sizes and min_hits must be >= 1");
+    }
+}
+
 Speculator::Speculator(const SpeculatorOptions& options, llama_model* model_tgt, bool mtp_loaded,
                        llama_context* ctx_tgt, const llama_context_params& cp_tgt, uint32_t n_seq)
     : options_(options), n_seq_(n_seq), drafted_(n_seq, false), dft_checkpoints_(n_seq) {
-    if (options.n_max < 1) throw InvalidArgument("speculator n_max must be >= 1");
-    if (options.n_min < 0 || options.n_min > options.n_max) {
-        throw InvalidArgument("speculator n_min must be in [0, n_max]");
-    }
-    if (!(options.p_min >= 0.0f && options.p_min <= 1.0f)) {
-        throw InvalidArgument("speculator p_min must be in [0, 1]");
-    }
+    validate_speculator(options);
     const auto types = parse_types(options.type);
     const bool want_mtp = has_type(types, COMMON_SPECULATIVE_TYPE_DRAFT_MTP);
     const bool want_draft = has_type(types, COMMON_SPECULATIVE_TYPE_DRAFT_SIMPLE);
-    for (auto t : types) {
-        if (t == COMMON_SPECULATIVE_TYPE_DRAFT_EAGLE3 || t == COMMON_SPECULATIVE_TYPE_DRAFT_DFLASH ||
-            t == COMMON_SPECULATIVE_TYPE_DRAFT_DSPARK || t == COMMON_SPECULATIVE_TYPE_NGRAM_CACHE) {
-            throw InvalidArgument("speculator type '" + common_speculative_type_to_str(t) +
-                                  "' is not supported by llama-mtp");
-        }
-    }
-    if (want_mtp && want_draft) throw InvalidArgument("choose either draft-mtp or draft-simple, not both");
 
     llama_context_params cd = cp_tgt;
     cd.n_rs_seq = 0;

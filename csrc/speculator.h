@@ -11,6 +11,14 @@
 
 namespace llama_mtp {
 
+// Speculator types llama-mtp runs (llama.cpp's names), "none" excluded.
+std::vector<std::string> speculator_types();
+
+// The one place where speculator options are checked: a known type, n_max in [1, 64], n_min in
+// [0, n_max], p_min in [0, 1], a draft model for draft-simple, the model file present, known
+// cache types. Throws InvalidArgument (FileMissing for a missing file). "none" is always valid.
+void validate_speculator(const SpeculatorOptions& options);
+
 // One draft to make in a Speculator::draft() call.
 struct DraftJob {
     llama_seq_id seq = 0;

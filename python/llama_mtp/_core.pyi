@@ -4,7 +4,7 @@ llama-mtp native core: llama.cpp with MTP speculative decoding.
 from __future__ import annotations
 import collections.abc
 import typing
-__all__: list[str] = ['CancelToken', 'ChatDelta', 'ChatParsed', 'ChatPrompt', 'ChatStreamParser', 'ChatTemplates', 'ChatToolCall', 'ContextOptions', 'Engine', 'EngineMetrics', 'EngineOptions', 'GenerationResult', 'GenerationStats', 'Model', 'ModelOptions', 'Request', 'SamplingOptions', 'SpeculatorOptions', 'TokenLogprob', 'begin_shutdown', 'init_backend', 'quantization_types', 'quantize', 'read_gguf', 'set_log_sink', 'system_info', 'validate_sampling']
+__all__: list[str] = ['CancelToken', 'ChatDelta', 'ChatParsed', 'ChatPrompt', 'ChatStreamParser', 'ChatTemplates', 'ChatToolCall', 'ContextOptions', 'Engine', 'EngineMetrics', 'EngineOptions', 'GenerationResult', 'GenerationStats', 'Model', 'ModelOptions', 'Request', 'SamplingOptions', 'SpeculatorOptions', 'TokenLogprob', 'begin_shutdown', 'init_backend', 'quantization_types', 'quantize', 'read_gguf', 'set_log_sink', 'speculator_types', 'system_info', 'validate_context', 'validate_sampling', 'validate_speculator']
 class ModelOptions:
     """
     Options for loading a model.
@@ -628,11 +628,23 @@ def set_log_sink(sink: typing.Any, min_level: typing.SupportsInt | typing.Suppor
     """
     Route llama.cpp's log lines at or above min_level (Python logging level) to sink(level, msg).
     """
+def speculator_types() -> list[str]:
+    """
+    Speculator types llama-mtp runs (llama.cpp's names).
+    """
 def system_info() -> dict[str, typing.Any]:
     """
     Backends, devices and build facts of this llama.cpp build, as a dict.
     """
+def validate_context(options: ContextOptions, n_parallel: typing.SupportsInt | typing.SupportsIndex) -> None:
+    """
+    Raise ValueError for invalid context options.
+    """
 def validate_sampling(options: SamplingOptions) -> None:
     """
     Raise ValueError naming the first invalid sampling value.
+    """
+def validate_speculator(options: SpeculatorOptions) -> None:
+    """
+    Raise ValueError (FileNotFoundError for a missing model file) for invalid speculator options.
     """

@@ -97,10 +97,8 @@ class Model:
             raise ValueError("n_parallel must be >= 1")
         if max_queue < 1:
             raise ValueError("max_queue must be >= 1")
-        if n_ctx < 0 or n_batch < 1 or n_ubatch < 1:
-            raise ValueError("n_ctx must be >= 0 and n_batch, n_ubatch >= 1")
-        if flash_attn not in ("auto", "on", "off"):
-            raise ValueError("flash_attn must be 'auto', 'on' or 'off'")
+        if n_ctx < 0:
+            raise ValueError("n_ctx must be >= 0 (0: the model's training context)")
         self._path = os.fspath(path)
         options = _core.ModelOptions()
         options.n_gpu_layers = int(n_gpu_layers)
@@ -125,6 +123,11 @@ class Model:
         ctx.cache_type_v = cache_type_v
         ctx.offload_kqv = bool(offload_kqv)
         ctx.kv_unified = bool(kv_unified)
+        try:
+            _core.validate_context(ctx, int(n_parallel))
+        except ValueError:
+            self._native.close()
+            raise
         self._context_options = ctx
         self._n_parallel = int(n_parallel)
         self._max_queue = int(max_queue)
@@ -133,7 +136,11 @@ class Model:
         self._lock = threading.Lock()
         self._chat_sessions: dict[str, ChatSession] = {}
         if self._speculator is not None and not vocab_only:
-            self._get_engine()  # a speculator that cannot run fails here, at load
+            try:
+                self._get_engine()  # a speculator that cannot run fails here, at load
+            except BaseException:
+                self._native.close()
+                raise
 
     # -- lifetime ------------------------------------------------------------------------------
     def close(self) -> None:

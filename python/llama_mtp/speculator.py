@@ -8,8 +8,7 @@ from typing import Any, Mapping
 
 from . import _core
 
-SPEC_TYPES: tuple[str, ...] = ("none", "draft-mtp", "draft-simple", "ngram-simple", "ngram-map-k",
-                               "ngram-map-k4v", "ngram-mod")
+SPEC_TYPES: tuple[str, ...] = ("none", *_core.speculator_types())
 """Speculator types, named as llama.cpp names them (``--spec-type``)."""
 
 _VLLM_METHODS = {"mtp": "draft-mtp", "qwen3_next_mtp": "draft-mtp", "draft_model": "draft-simple",
@@ -46,19 +45,8 @@ class Speculator:
     ngram_min_hits: int = 1
 
     def __post_init__(self) -> None:
-        if self.type not in SPEC_TYPES:
-            raise ValueError(f"unknown speculator type {self.type!r}; known: {', '.join(SPEC_TYPES)}")
-        if self.type != "none":
-            if not 1 <= self.n_max <= 64:
-                raise ValueError("n_max must be in [1, 64]")
-            if not 0 <= self.n_min <= self.n_max:
-                raise ValueError("n_min must be in [0, n_max]")
-            if not 0.0 <= self.p_min <= 1.0:
-                raise ValueError("p_min must be in [0, 1]")
-        if self.type == "draft-simple" and not self.model_path:
-            raise ValueError("draft-simple needs a draft model: Speculator.draft_model(path)")
-        if self.model_path is not None and not os.path.exists(self.model_path):
-            raise FileNotFoundError(f"No such draft model file: {self.model_path!r}")
+        # The native core holds the rules (and checks again when a request is submitted).
+        _core.validate_speculator(self.to_native())
 
     @classmethod
     def none(cls) -> Speculator:
