@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..sampling import DEFAULT_SEED, SamplingParams
+from ..sampling import SamplingParams, none_means_default, option_fields
 from ..speculator import SPEC_TYPES, Speculator
 
 
@@ -37,24 +37,26 @@ def add_model_args(p: argparse.ArgumentParser, *, model_required: bool = True) -
 
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:
-    """-n, --temp, --top-k, --top-p, --min-p, penalties, -s, -r, --grammar, --ignore-eos."""
+    """Every SamplingParams field that has llama-cli flags (``-n``, ``--temp``, ``--top-k`` ...),
+    with the CLI's defaults (``-n -1``: no limit), plus ``--grammar-file``."""
     g = p.add_argument_group("sampling (llama-cli names)")
-    g.add_argument("-n", "--predict", "--n-predict", dest="n_predict", type=int, default=-1,
-                   help="tokens to generate (-1 = until end of generation or a full context)")
-    g.add_argument("--temp", "--temperature", dest="temp", type=float, default=0.8)
-    g.add_argument("--top-k", type=int, default=40)
-    g.add_argument("--top-p", type=float, default=0.95)
-    g.add_argument("--min-p", type=float, default=0.05)
-    g.add_argument("--repeat-penalty", type=float, default=1.0)
-    g.add_argument("--repeat-last-n", type=int, default=64)
-    g.add_argument("--presence-penalty", type=float, default=0.0)
-    g.add_argument("--frequency-penalty", type=float, default=0.0)
-    g.add_argument("-s", "--seed", type=int, default=-1, help="RNG seed (-1 = random)")
-    g.add_argument("-r", "--reverse-prompt", "--stop", dest="stop", action="append", default=[],
-                   help="stop generating at this string (repeatable)")
-    g.add_argument("--grammar", default=None, help="GBNF grammar constraining the output")
-    g.add_argument("--grammar-file", type=Path, default=None)
-    g.add_argument("--ignore-eos", action="store_true")
+    defaults = SamplingParams()
+    for f in option_fields():
+        meta = f.metadata
+        if not meta["flags"]:
+            continue
+        default = getattr(defaults, f.name)
+        if f.name == "max_tokens":
+            default = -1  # the CLI generates until the end (llama-cli's default)
+        if f.name == "seed":
+            default = -1
+        if meta["kind"] is bool:
+            g.add_argument(*meta["flags"], dest=f.name, action="store_true", help=meta["help"])
+        elif meta["kind"] is list:
+            g.add_argument(*meta["flags"], dest=f.name, action="append", default=[], help=meta["help"])
+        else:
+            g.add_argument(*meta["flags"], dest=f.name, type=meta["kind"], default=default, help=meta["help"])
+    g.add_argument("--grammar-file", type=Path, default=None, help="file holding the GBNF grammar")
 
 
 def add_spec_args(p: argparse.ArgumentParser) -> None:
@@ -107,15 +109,12 @@ def model_kwargs(a: argparse.Namespace) -> dict[str, object]:
 
 def sampling_from(a: argparse.Namespace) -> SamplingParams:
     """SamplingParams from parsed options (greedy when --temp 0, as llama.cpp)."""
-    grammar = a.grammar
+    values = {f.name: none_means_default(f.name, getattr(a, f.name))
+              for f in option_fields() if f.metadata["flags"]}
+    values["temperature"] = max(0.0, values["temperature"])
     if a.grammar_file is not None:
-        grammar = a.grammar_file.read_text(encoding="utf-8")
-    return SamplingParams(temperature=max(0.0, a.temp), top_k=a.top_k, top_p=a.top_p, min_p=a.min_p,
-                          repeat_penalty=a.repeat_penalty, repeat_last_n=a.repeat_last_n,
-                          presence_penalty=a.presence_penalty, frequency_penalty=a.frequency_penalty,
-                          seed=DEFAULT_SEED if a.seed < 0 else a.seed,
-                          max_tokens=None if a.n_predict < 0 else a.n_predict, stop=list(a.stop),
-                          grammar=grammar, ignore_eos=a.ignore_eos)
+        values["grammar"] = a.grammar_file.read_text(encoding="utf-8")
+    return SamplingParams(**values)
 
 
 def speculator_from(a: argparse.Namespace) -> Speculator:
