@@ -435,9 +435,12 @@ void Engine::step(std::vector<Pending>& admitted) {
         if (budget <= 0) continue;
         jobs.push_back({slot->id(), n_past, slot->id_last, budget, &slot->cache().tokens(), &slot->draft});
     }
+    double draft_s = 0.0;
     if (!jobs.empty()) {
         clear_thread_errors();
+        const auto t0 = Clock::now();
         speculator_->draft(jobs);
+        draft_s = seconds_since(t0);
     }
 
     // ---- the batch ----------------------------------------------------------------------------
@@ -513,6 +516,7 @@ void Engine::step(std::vector<Pending>& admitted) {
 
     // ---- decode -------------------------------------------------------------------------------
     clear_thread_errors();
+    const auto t_decode = Clock::now();
     int32_t rc = llama_process(ctx_, LLAMA_PROCESS_TYPE_DECODE, batch.get());
     if (rc == 1 && evict_idle(nullptr)) {
         rc = llama_process(ctx_, LLAMA_PROCESS_TYPE_DECODE, batch.get());
@@ -553,10 +557,14 @@ void Engine::step(std::vector<Pending>& admitted) {
             throw DecodeError("the draft context failed to follow the batch: " + take_thread_errors());
         }
     }
+    const double decode_s = seconds_since(t_decode);
     {
         std::lock_guard<std::mutex> lock(mutex_);
         metrics_.n_decode_total += 1;
         metrics_.n_busy_slots_total += in_batch.size();
+        metrics_.decode_seconds_total += decode_s;
+        metrics_.draft_seconds_total += draft_s;
+        metrics_.n_draft_passes_total += jobs.empty() ? 0 : 1;
     }
 
     // ---- prompt chunks: into the cache; a finished prompt samples its first token ---------------

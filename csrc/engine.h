@@ -55,6 +55,9 @@ struct EngineMetrics {
     uint64_t n_decode_total = 0;       // batches decoded
     uint64_t n_busy_slots_total = 0;   // sum over decoded batches of the slots in them
     uint64_t requests_finished_total = 0;
+    double decode_seconds_total = 0.0;  // target batches and the draft context following them
+    double draft_seconds_total = 0.0;   // drafting passes
+    uint64_t n_draft_passes_total = 0;
     uint64_t spec_decode_num_drafts = 0;
     uint64_t spec_decode_num_draft_tokens = 0;
     uint64_t spec_decode_num_accepted_tokens = 0;

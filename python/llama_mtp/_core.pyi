@@ -432,6 +432,12 @@ class EngineMetrics:
     Native engine counters (see llama_mtp.EngineMetrics).
     """
     @property
+    def decode_seconds_total(self) -> float:
+        ...
+    @property
+    def draft_seconds_total(self) -> float:
+        ...
+    @property
     def kv_cache_tokens(self) -> int:
         ...
     @property
@@ -442,6 +448,9 @@ class EngineMetrics:
         ...
     @property
     def n_decode_total(self) -> int:
+        ...
+    @property
+    def n_draft_passes_total(self) -> int:
         ...
     @property
     def n_parallel(self) -> int:

@@ -56,6 +56,11 @@ class EngineMetrics:
     n_busy_slots_total: int = 0
     """Sum over decoded batches of the requests in each."""
     requests_finished_total: int = 0
+    decode_seconds_total: float = 0.0
+    """Time in decoding batches (the target, and the draft context following it)."""
+    draft_seconds_total: float = 0.0
+    """Time in drafting passes (one per step that drafted, for all speculating requests)."""
+    n_draft_passes_total: int = 0
     spec_decode_num_drafts: int = 0
     spec_decode_num_draft_tokens: int = 0
     spec_decode_num_accepted_tokens: int = 0
