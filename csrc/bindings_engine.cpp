@@ -10,6 +10,7 @@
 #include "bindings.h"
 #include "engine.h"
 #include "gil.h"
+#include "adaptive.h"
 #include "context_params.h"
 #include "sampling_options.h"
 #include "speculator.h"
@@ -114,7 +115,8 @@ void bind_engine(py::module_& m) {
         .def_readwrite("cache_type_v", &SpeculatorOptions::cache_type_v)
         .def_readwrite("ngram_size_n", &SpeculatorOptions::ngram_size_n)
         .def_readwrite("ngram_size_m", &SpeculatorOptions::ngram_size_m)
-        .def_readwrite("ngram_min_hits", &SpeculatorOptions::ngram_min_hits);
+        .def_readwrite("ngram_min_hits", &SpeculatorOptions::ngram_min_hits)
+        .def_readwrite("adaptive", &SpeculatorOptions::adaptive);
 
     py::class_<SamplingOptions>(m, "SamplingOptions", "Native sampling options (see llama_mtp.SamplingParams).")
         .def(py::init<>())
@@ -165,7 +167,8 @@ void bind_engine(py::module_& m) {
         .def_readonly("draft_n", &GenerationStats::draft_n)
         .def_readonly("draft_n_accepted", &GenerationStats::draft_n_accepted)
         .def_readonly("num_drafts", &GenerationStats::num_drafts)
-        .def_readonly("accepted_per_position", &GenerationStats::accepted_per_position);
+        .def_readonly("accepted_per_position", &GenerationStats::accepted_per_position)
+        .def_readonly("draft_len_histogram", &GenerationStats::draft_len_histogram);
 
     py::class_<GenerationResult>(m, "GenerationResult", "Native result of one generation (see llama_mtp.GenerationOutput).")
         .def_property_readonly("text", [](const GenerationResult& r) { return decode_utf8(r.text); })
@@ -259,6 +262,48 @@ void bind_engine(py::module_& m) {
         .def_property_readonly("n_parallel", &Engine::n_parallel)
         .def_property_readonly("n_ctx", &Engine::n_ctx)
         .def_property_readonly("n_ctx_seq", &Engine::n_ctx_seq);
+
+    // The adaptive draft-length controller's decisions, for its unit tests (csrc/adaptive.h):
+    // step_seconds[r] is the time of a step of r rows.
+    m.def("_expected_tokens", &expected_tokens, py::arg("p"), py::arg("k"));
+    m.def(
+        "_best_draft_length",
+        [](const std::vector<double>& p, const std::vector<double>& step_seconds, double draft_seconds,
+           int other_rows, int n_max) {
+            return best_draft_length(
+                p, [&](int rows) { return rows < static_cast<int>(step_seconds.size()) ? step_seconds[static_cast<size_t>(rows)] : 0.0; },
+                draft_seconds, other_rows, n_max);
+        },
+        py::arg("p"), py::arg("step_seconds"), py::arg("draft_seconds"), py::arg("other_rows"), py::arg("n_max"));
+    m.def(
+        "_best_draft_depth",
+        [](const std::vector<double>& p, const std::vector<double>& step_seconds,
+           const std::vector<double>& draft_seconds, int max_depth) {
+            auto at = [](const std::vector<double>& v, int i) {
+                return i >= 0 && i < static_cast<int>(v.size()) ? v[static_cast<size_t>(i)] : 0.0;
+            };
+            return best_draft_depth(p, [&](int rows) { return at(step_seconds, rows); },
+                                    [&](int d) { return at(draft_seconds, d); }, max_depth);
+        },
+        py::arg("p"), py::arg("step_seconds"), py::arg("draft_seconds"), py::arg("max_depth"));
+    m.def(
+        "_acceptance_after",
+        [](int n_max, double prior, double weight, const std::vector<std::pair<int, int>>& steps) {
+            AcceptanceEstimate e(n_max, prior, weight);
+            for (const auto& [drafted, accepted] : steps) e.update(drafted, accepted);
+            return e.p();
+        },
+        py::arg("n_max"), py::arg("prior"), py::arg("weight"), py::arg("steps"));
+    m.def(
+        "_step_costs",
+        [](const std::vector<std::pair<int, double>>& samples, const std::vector<int>& rows) {
+            StepCosts c;
+            for (const auto& [r, t] : samples) c.add(r, t);
+            std::vector<double> out;
+            for (int r : rows) out.push_back(c.seconds(r));
+            return out;
+        },
+        py::arg("samples"), py::arg("rows"));
 
     m.def("begin_shutdown", &begin_shutdown,
           "Called by llama_mtp's exit hook: from now on, threads waiting in native code never re-take "

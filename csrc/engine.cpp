@@ -145,6 +145,9 @@ void Engine::configure_speculator(const SpeculatorOptions& wanted) {
     create_context(static_cast<uint32_t>(wanted.n_max));
     speculator_ = std::make_unique<Speculator>(wanted, handle_.get(), model_->mtp_loaded(), ctx_, ctx_params_,
                                                options_.n_parallel);
+    step_costs_ = StepCosts();
+    draft_costs_ = DraftCosts();
+    acceptance_ = AcceptanceEstimate(wanted.n_max);
     std::lock_guard<std::mutex> lock(mutex_);
     auto& per_pos = metrics_.spec_decode_num_accepted_tokens_per_pos;
     per_pos.resize(std::max<size_t>(per_pos.size(), static_cast<size_t>(speculator_->n_max())), 0);
@@ -346,9 +349,24 @@ void Engine::start(Slot& slot, Pending&& pending) {
     if (!opts.cache_prompt || (speculate && !slot.draft_synced)) slot.cache().clear(mem_dft);
     const size_t n_reused = slot.cache().reuse(opts.prompt, mem_dft);
     if (n_reused == 0) slot.draft_synced = speculate;  // cleared: both memories start empty
-    const int32_t n_draft = speculate ? std::min(opts.speculator.n_max, speculator_->n_max()) : 0;
+    const int32_t n_draft = speculate ? std::min(opts.speculator.n_max, speculator_->options().n_max) : 0;
+    if (speculate && speculator_->options().adaptive) {
+        // The drafting depth can change only while no sequence is mid-generation with a draft.
+        const bool busy = std::any_of(slots_.begin(), slots_.end(), [](const auto& s) {
+            return s->state() == Slot::State::kGenerating && s->speculate();
+        });
+        if (!busy) {
+            const int depth = best_draft_depth(
+                acceptance_.p(), [&](int rows) { return step_costs_.seconds(rows); },
+                [&](int d) { return draft_costs_.seconds(d); }, speculator_->options().n_max);
+            if (depth > 0) speculator_->set_depth(depth);
+        }
+    }
     slot.start(std::move(pending.request), std::move(pending.sampler), speculate, n_draft, n_reused,
                llama_model_get_vocab(handle_.get()));
+    if (speculate && speculator_->options().adaptive) {
+        slot.controller.seed(acceptance_);  // a new sequence starts from what the others saw
+    }
     slot.last_used = ++clock_;
 }
 
@@ -432,6 +450,13 @@ void Engine::step(std::vector<Pending>& admitted) {
             budget = std::min(budget, sampling.max_tokens - slot->n_generated() - 1);
         }
         if (n_rs_seq_ > 0) budget = std::min(budget, static_cast<int32_t>(n_rs_seq_));
+        budget = std::min(budget, speculator_->depth());
+        if (speculator_->options().adaptive && budget > 0) {
+            const int other_rows = static_cast<int>(generating.size()) - 1;
+            budget = std::min(budget, slot->controller.choose(step_costs_, draft_costs_, speculator_->depth(), other_rows));
+        }
+        auto& histogram = slot->stats().draft_len_histogram;
+        if (!histogram.empty()) histogram[static_cast<size_t>(std::clamp<int32_t>(budget, 0, static_cast<int32_t>(histogram.size()) - 1))] += 1;
         if (budget <= 0) continue;
         jobs.push_back({slot->id(), n_past, slot->id_last, budget, &slot->cache().tokens(), &slot->draft});
     }
@@ -558,6 +583,11 @@ void Engine::step(std::vector<Pending>& admitted) {
         }
     }
     const double decode_s = seconds_since(t_decode);
+    if (speculator_ && speculator_->options().adaptive) {
+        // Generation-only steps measure what a draft length costs (prompt chunks would not).
+        if (chunks.empty()) step_costs_.add(batch.size(), decode_s);
+        if (!jobs.empty()) draft_costs_.add(speculator_->depth(), draft_s);
+    }
     {
         std::lock_guard<std::mutex> lock(mutex_);
         metrics_.n_decode_total += 1;
@@ -602,6 +632,10 @@ void Engine::step(std::vector<Pending>& admitted) {
             const size_t n_accepted = ids.size() - 1;
             auto& stats = s->stats();
             if (!s->draft.empty()) {
+                if (speculator_->options().adaptive) {
+                    s->controller.verified(static_cast<int>(s->draft.size()), static_cast<int>(n_accepted));
+                    acceptance_.update(static_cast<int>(s->draft.size()), static_cast<int>(n_accepted));
+                }
                 speculator_->accept(s->id(), static_cast<uint16_t>(n_accepted));
                 stats.num_drafts += 1;
                 stats.draft_n += static_cast<int32_t>(s->draft.size());

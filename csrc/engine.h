@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "adaptive.h"
 #include "generation.h"
 #include "model.h"
 #include "request.h"
@@ -130,6 +131,11 @@ private:
     std::unique_ptr<Speculator> speculator_;
     std::vector<std::unique_ptr<Slot>> slots_;
     uint64_t clock_ = 0;  // step counter: least-recently-used slot choice
+    // Adaptive speculation: measured step and drafting costs, and the acceptance over all
+    // sequences (the drafting depth is chosen from it between requests).
+    StepCosts step_costs_;
+    DraftCosts draft_costs_;
+    AcceptanceEstimate acceptance_;
 
     // Shared with callers, under mutex_.
     mutable std::mutex mutex_;

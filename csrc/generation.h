@@ -41,6 +41,8 @@ struct SpeculatorOptions {
     int32_t ngram_size_n = 12;
     int32_t ngram_size_m = 48;
     int32_t ngram_min_hits = 1;
+    // n_max = "auto": the draft length is chosen before every draft, up to n_max (csrc/adaptive.h).
+    bool adaptive = false;
 
     bool enabled() const { return !type.empty() && type != "none"; }
 };
@@ -95,6 +97,7 @@ struct GenerationStats {
     int32_t draft_n_accepted = 0;
     int32_t num_drafts = 0;     // verification steps that carried a draft
     std::vector<int32_t> accepted_per_position;  // [i]: drafts whose token i was accepted
+    std::vector<int32_t> draft_len_histogram;    // [k]: generation steps that drafted k tokens
 };
 
 enum class FinishReason { kStop, kLength, kEos, kCancelled };

@@ -26,6 +26,8 @@ void Slot::start(std::shared_ptr<Request> request, common_sampler_ptr sampler, b
     result_.stats.cache_n = static_cast<int32_t>(n_reused);
     result_.stats.prompt_n = static_cast<int32_t>(opts.prompt.size() - n_reused);
     result_.stats.accepted_per_position.assign(speculate ? static_cast<size_t>(n_draft) : 0, 0);
+    result_.stats.draft_len_histogram.assign(speculate ? static_cast<size_t>(n_draft) + 1 : 0, 0);
+    controller = DraftController(speculate ? n_draft : 0);
     // Recurrent state is checkpointed a few tokens before the end (a chat template re-renders the
     // tail of the previous turn differently: the next turn resumes there, as llama-server does)
     // and just before the last token (the same prompt again). Without a prompt cache to serve, or

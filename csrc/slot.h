@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "adaptive.h"
 #include "common.h"
 #include "generation.h"
 #include "prompt_cache.h"
@@ -54,6 +55,7 @@ public:
     void begin_generation(llama_token first);
 
     // Generation.
+    DraftController controller;     // adaptive speculation: this sequence's draft lengths
     llama_token id_last = 0;        // sampled, not yet in memory
     llama_tokens draft;             // this step's draft
     std::vector<int32_t> rows;      // this step's batch rows: prompt output row / verification rows

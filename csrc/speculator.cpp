@@ -164,6 +164,7 @@ Speculator::Speculator(const SpeculatorOptions& options, llama_model* model_tgt,
         ngram->size_m = static_cast<uint16_t>(options.ngram_size_m);
         ngram->min_hits = static_cast<uint16_t>(options.ngram_min_hits);
     }
+    params_ = params;
     try {
         spec_ = common_speculative_init(params, n_seq);
     } catch (const std::exception& e) {
@@ -185,9 +186,27 @@ Speculator::~Speculator() {
     if (model_dft_) llama_model_free(model_dft_);
 }
 
+void Speculator::set_depth(int32_t depth) {
+    depth = std::max(1, std::min(depth, options_.n_max));
+    if (depth == n_max_) return;
+    common_params_speculative params = params_;
+    params.draft.n_max = depth;
+    common_speculative* next = nullptr;
+    try {
+        next = common_speculative_init(params, n_seq_);
+    } catch (const std::exception&) {
+        next = nullptr;
+    }
+    if (next == nullptr) return;  // keep the current one
+    common_speculative_free(spec_);
+    spec_ = next;
+    n_max_ = common_speculative_n_max(spec_);
+    std::fill(drafted_.begin(), drafted_.end(), false);
+}
+
 bool Speculator::serves(const SpeculatorOptions& w) const {
     const SpeculatorOptions& o = options_;
-    return w.type == o.type && w.n_max <= o.n_max && w.model_path == o.model_path &&
+    return w.type == o.type && w.adaptive == o.adaptive && w.n_max <= o.n_max && w.model_path == o.model_path &&
            w.gpu_layers == o.gpu_layers && w.cache_type_k == o.cache_type_k && w.cache_type_v == o.cache_type_v &&
            w.ngram_size_n == o.ngram_size_n && w.ngram_size_m == o.ngram_size_m &&
            w.ngram_min_hits == o.ngram_min_hits && w.n_min == o.n_min && w.p_min == o.p_min;

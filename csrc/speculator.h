@@ -59,6 +59,12 @@ public:
     // Reports how many drafted tokens of `seq` the target accepted.
     void accept(llama_seq_id seq, uint16_t n_accepted);
 
+    // Steps of every drafting pass (<= options().n_max). Changing it remakes llama.cpp's
+    // drafting state but keeps the draft context and its memory; call it only when no sequence
+    // is in the middle of a generation that drafts.
+    int32_t depth() const { return n_max_; }
+    void set_depth(int32_t depth);
+
 private:
     SpeculatorOptions options_;
     uint32_t n_seq_ = 1;
@@ -66,6 +72,7 @@ private:
     llama_model* model_dft_ = nullptr;  // owned: draft-simple's model or the MTP sidecar
     llama_context* ctx_dft_ = nullptr;  // owned
     bool dft_recurrent_ = false;        // draft context needs a state checkpoint around draft()
+    common_params_speculative params_;
     common_speculative* spec_ = nullptr;  // owned
     std::vector<bool> drafted_;           // per sequence: drafted since begin()
     std::vector<std::vector<uint8_t>> dft_checkpoints_;  // per sequence (recurrent draft models)

@@ -142,6 +142,7 @@ class SpeculatorOptions:
     """
     Native speculator options (see llama_mtp.Speculator).
     """
+    adaptive: bool
     cache_type_k: str
     cache_type_v: str
     model_path: str
@@ -329,6 +330,9 @@ class GenerationStats:
         ...
     @property
     def cache_n(self) -> int:
+        ...
+    @property
+    def draft_len_histogram(self) -> list[int]:
         ...
     @property
     def draft_n(self) -> int:
@@ -613,6 +617,16 @@ class ChatTemplates:
     @property
     def source(self) -> str:
         ...
+def _acceptance_after(n_max: typing.SupportsInt | typing.SupportsIndex, prior: typing.SupportsFloat | typing.SupportsIndex, weight: typing.SupportsFloat | typing.SupportsIndex, steps: collections.abc.Sequence[tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex]]) -> list[float]:
+    ...
+def _best_draft_depth(p: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], step_seconds: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], draft_seconds: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], max_depth: typing.SupportsInt | typing.SupportsIndex) -> int:
+    ...
+def _best_draft_length(p: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], step_seconds: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], draft_seconds: typing.SupportsFloat | typing.SupportsIndex, other_rows: typing.SupportsInt | typing.SupportsIndex, n_max: typing.SupportsInt | typing.SupportsIndex) -> int:
+    ...
+def _expected_tokens(p: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], k: typing.SupportsInt | typing.SupportsIndex) -> float:
+    ...
+def _step_costs(samples: collections.abc.Sequence[tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex]], rows: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> list[float]:
+    ...
 def begin_shutdown() -> None:
     """
     Called by llama_mtp's exit hook: from now on, threads waiting in native code never re-take the GIL (they park until the process ends).

@@ -35,6 +35,9 @@ class GenerationStats:
     """Verification steps that carried a draft."""
     accepted_per_position: list[int] = field(default_factory=list)
     """accepted_per_position[i]: drafts whose (i+1)-th token was accepted."""
+    draft_len_histogram: list[int] = field(default_factory=list)
+    """draft_len_histogram[k]: generation steps that drafted k tokens (a speculating request;
+    with ``n_max="auto"`` it shows the lengths the engine chose)."""
 
     @property
     def prompt_per_second(self) -> float:
@@ -77,7 +80,8 @@ class GenerationStats:
         return cls(prompt_n=s.prompt_n, cache_n=s.cache_n, prompt_ms=s.prompt_ms,
                    predicted_n=s.predicted_n, predicted_ms=s.predicted_ms, draft_n=s.draft_n,
                    draft_n_accepted=s.draft_n_accepted, num_drafts=s.num_drafts,
-                   accepted_per_position=list(s.accepted_per_position))
+                   accepted_per_position=list(s.accepted_per_position),
+                   draft_len_histogram=list(s.draft_len_histogram))
 
 
 @dataclass(frozen=True)

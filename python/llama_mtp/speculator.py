@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from . import _core
 
 SPEC_TYPES: tuple[str, ...] = ("none", *_core.speculator_types())
 """Speculator types, named as llama.cpp names them (``--spec-type``)."""
+
+AUTO_N_MAX = 3
+"""The longest draft of ``n_max="auto"`` (the model card compares MTP2 and MTP3)."""
+
+
+def _n_max(value: object) -> tuple[int, bool]:
+    """An ``n_max`` argument: a number, or ``"auto"`` (adaptive, up to AUTO_N_MAX)."""
+    if value == "auto":
+        return AUTO_N_MAX, True
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"n_max must be a number or 'auto', not {value!r}")
+    try:
+        return int(value), False
+    except ValueError:
+        raise ValueError(f"n_max must be a number or 'auto', not {value!r}") from None
+
 
 _VLLM_METHODS = {"mtp": "draft-mtp", "qwen3_next_mtp": "draft-mtp", "draft_model": "draft-simple",
                  "ngram": "ngram-simple"}
@@ -43,6 +59,10 @@ class Speculator:
     ngram_size_n: int = 12
     ngram_size_m: int = 48
     ngram_min_hits: int = 1
+    adaptive: bool = False
+    """``n_max="auto"``: before every draft the engine picks the draft length (0 to ``n_max``)
+    that maximises expected tokens per second, from the measured cost of a step and the recent
+    acceptance of each draft position; 0 is plain decoding, so speculation never costs much."""
 
     def __post_init__(self) -> None:
         # The native core holds the rules (and checks again when a request is submitted).
@@ -54,21 +74,29 @@ class Speculator:
         return cls("none")
 
     @classmethod
-    def mtp(cls, n_max: int = 2, n_min: int = 0, p_min: float = 0.0, gpu_layers: int = -1,
+    def mtp(cls, n_max: int | Literal["auto"] = 2, n_min: int = 0, p_min: float = 0.0, gpu_layers: int = -1,
             sidecar: str | os.PathLike[str] | None = None) -> Speculator:
         """The model's own MTP head drafts ``n_max`` tokens per step (``--spec-type draft-mtp``).
 
+        ``n_max="auto"``: adaptive draft length, up to :data:`AUTO_N_MAX` (see :attr:`adaptive`).
         ``sidecar``: the MTP head as a separate GGUF (``mtp-*.gguf``), when a release ships it apart.
         """
-        return cls("draft-mtp", n_max=n_max, n_min=n_min, p_min=p_min, gpu_layers=gpu_layers,
-                   model_path=None if sidecar is None else os.fspath(sidecar))
+        limit, adaptive = _n_max(n_max)
+        return cls("draft-mtp", n_max=limit, n_min=n_min, p_min=p_min, gpu_layers=gpu_layers,
+                   model_path=None if sidecar is None else os.fspath(sidecar), adaptive=adaptive)
 
     @classmethod
-    def draft_model(cls, path: str | os.PathLike[str], n_max: int = 3, n_min: int = 0,
+    def auto(cls, n_max: int = 3) -> Speculator:
+        """MTP with an adaptive draft length of at most ``n_max`` (``--spec-draft-n-max auto``)."""
+        return cls("draft-mtp", n_max=n_max, adaptive=True)
+
+    @classmethod
+    def draft_model(cls, path: str | os.PathLike[str], n_max: int | Literal["auto"] = 3, n_min: int = 0,
                     p_min: float = 0.0, gpu_layers: int = -1) -> Speculator:
         """A smaller model with the same vocabulary drafts (``--spec-type draft-simple -md PATH``)."""
-        return cls("draft-simple", n_max=n_max, n_min=n_min, p_min=p_min, gpu_layers=gpu_layers,
-                   model_path=os.fspath(path))
+        limit, adaptive = _n_max(n_max)
+        return cls("draft-simple", n_max=limit, n_min=n_min, p_min=p_min, gpu_layers=gpu_layers,
+                   model_path=os.fspath(path), adaptive=adaptive)
 
     @classmethod
     def ngram(cls, kind: str = "ngram-simple", n_max: int = 8, size_n: int = 12, size_m: int = 48,
@@ -86,16 +114,17 @@ class Speculator:
         """
         method = config.get("method", config.get("spec_type", config.get("type", "none")))
         kind = _VLLM_METHODS.get(str(method), str(method))
-        n_max = int(config.get("num_speculative_tokens", config.get("n_max", 3)))
+        n_max, adaptive = _n_max(config.get("num_speculative_tokens", config.get("n_max", 3)))
+        adaptive = adaptive or bool(config.get("adaptive", False))
         path = config.get("model", config.get("model_path"))
         known = {"method", "spec_type", "type", "num_speculative_tokens", "n_max", "model", "model_path",
-                 "n_min", "p_min", "gpu_layers"}
+                 "n_min", "p_min", "gpu_layers", "adaptive"}
         unknown = set(config) - known
         if unknown:
             raise ValueError(f"unsupported speculative_config keys: {sorted(unknown)}")
         return cls(kind, n_max=n_max, n_min=int(config.get("n_min", 0)),
                    p_min=float(config.get("p_min", 0.0)), gpu_layers=int(config.get("gpu_layers", -1)),
-                   model_path=None if path is None else str(path))
+                   model_path=None if path is None else str(path), adaptive=adaptive)
 
     @classmethod
     def coerce(cls, value: Speculator | Mapping[str, Any] | None) -> Speculator:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..sampling import SamplingParams, none_means_default, option_fields
-from ..speculator import SPEC_TYPES, Speculator
+from ..speculator import AUTO_N_MAX, SPEC_TYPES, Speculator
 
 
 def add_model_args(p: argparse.ArgumentParser, *, model_required: bool = True) -> None:
@@ -64,8 +64,8 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("speculative decoding (llama.cpp names)")
     g.add_argument("--spec-type", choices=SPEC_TYPES, default="none",
                    help="speculator: draft-mtp uses the model's own MTP head")
-    g.add_argument("--spec-draft-n-max", "--draft-max", dest="spec_n_max", type=int, default=3,
-                   help="tokens drafted per step")
+    g.add_argument("--spec-draft-n-max", "--draft-max", dest="spec_n_max", default="3",
+                   help="tokens drafted per step, or 'auto' (adaptive, chosen before every draft)")
     g.add_argument("--spec-draft-n-min", "--draft-min", dest="spec_n_min", type=int, default=0)
     g.add_argument("--spec-draft-p-min", "--draft-p-min", dest="spec_p_min", type=float, default=0.0)
     g.add_argument("--spec-draft-ngl", "-ngld", "--gpu-layers-draft", dest="spec_ngl", type=int, default=-1)
@@ -121,7 +121,8 @@ def speculator_from(a: argparse.Namespace) -> Speculator:
     """Speculator from --spec-* options."""
     if a.spec_type == "none":
         return Speculator.none()
-    return Speculator(a.spec_type, n_max=a.spec_n_max, n_min=a.spec_n_min, p_min=a.spec_p_min,
+    n_max, adaptive = (AUTO_N_MAX, True) if a.spec_n_max == "auto" else (int(a.spec_n_max), False)
+    return Speculator(a.spec_type, n_max=n_max, adaptive=adaptive, n_min=a.spec_n_min, p_min=a.spec_p_min,
                       gpu_layers=-1 if a.spec_ngl >= 999 else a.spec_ngl, model_path=a.spec_model,
                       cache_type_k=a.spec_ctk, cache_type_v=a.spec_ctv)
 

@@ -85,13 +85,13 @@ def run(a: argparse.Namespace) -> int:
 def completion_json(a: argparse.Namespace, out: GenerationOutput) -> dict[str, Any]:
     """The ``--json`` document of a raw completion."""
     return {"model": a.model, "prompt": read_prompt(a), "spec_type": a.spec_type,
-            "spec_draft_n_max": a.spec_n_max, "text": out.text, "tokens": out.tokens, "finish_reason": out.finish_reason,
+            "spec_draft_n_max": a.spec_n_max if a.spec_n_max == "auto" else int(a.spec_n_max), "text": out.text, "tokens": out.tokens, "finish_reason": out.finish_reason,
             "stop_reason": out.stop_reason, "timings": out.stats.to_dict()}
 
 
 def chat_json(a: argparse.Namespace, out: ChatResult) -> dict[str, Any]:
     """The ``--json`` document of a chat reply."""
     return {"model": a.model, "prompt": read_prompt(a), "spec_type": a.spec_type,
-            "spec_draft_n_max": a.spec_n_max, "content": out.content, "reasoning_content": out.reasoning_content,
+            "spec_draft_n_max": a.spec_n_max if a.spec_n_max == "auto" else int(a.spec_n_max), "content": out.content, "reasoning_content": out.reasoning_content,
             "tool_calls": [vars(c) for c in out.tool_calls], "text": out.text,
             "finish_reason": out.finish_reason, "timings": out.stats.to_dict()}

@@ -1,0 +1,98 @@
+"""Adaptive speculation (``Speculator.mtp(n_max="auto")``): the draft-length controller's choices
+on synthetic costs and acceptance, and lossless decoding with it on synthetic models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from llama_mtp import Model, SamplingParams, Speculator, _core
+
+ModelFactory = Callable[..., Path]
+PROMPT = "Hello there. The quick brown"
+
+
+def linear(base: float, per_row: float, max_rows: int = 16) -> list[float]:
+    """step_seconds[r] for r rows (index 0 unused)."""
+    return [0.0] + [base + per_row * (r - 1) for r in range(1, max_rows + 1)]
+
+
+def test_expected_tokens_counts_the_bonus_token() -> None:
+    assert _core._expected_tokens([0.5, 0.5], 0) == 1.0
+    assert _core._expected_tokens([0.5, 0.5], 1) == pytest.approx(1.5)
+    assert _core._expected_tokens([0.5, 0.5], 2) == pytest.approx(1.75)
+    assert _core._expected_tokens([1.0, 1.0, 1.0], 3) == pytest.approx(4.0)
+
+
+def test_controller_drafts_the_most_when_acceptance_is_high_and_verification_nearly_free() -> None:
+    assert _core._best_draft_length([0.99] * 3, linear(0.1, 0.001), 0.001, 0, 3) == 3
+
+
+def test_controller_picks_plain_decoding_when_verification_costs_what_it_gains() -> None:
+    # each extra row costs a whole step: a token that is accepted half the time never pays
+    assert _core._best_draft_length([0.5] * 3, linear(0.1, 0.1), 0.0, 0, 3) == 0
+    # and drafting is never free: with any drafting cost, low acceptance means plain decoding
+    assert _core._best_draft_length([0.1] * 3, linear(0.1, 0.01), 0.02, 0, 3) == 0
+
+
+def test_controller_stops_at_the_position_where_acceptance_falls() -> None:
+    # cheap rows, but the third position is almost never accepted
+    assert _core._best_draft_length([0.9, 0.9, 0.02], linear(0.1, 0.01), 0.005, 0, 3) == 2
+
+
+def test_controller_counts_the_other_rows_of_the_batch() -> None:
+    # a step's cost grows with the rows of the other sequences in it (compute-bound CPU)
+    steps = [0.0] + [0.1 * r for r in range(1, 40)]
+    alone = _core._best_draft_length([0.7] * 3, steps, 0.0, 0, 3)
+    busy = _core._best_draft_length([0.7] * 3, steps, 0.0, 12, 3)
+    assert alone == 0 and busy >= 1  # in a big batch one more row costs relatively little
+
+
+def test_depth_choice_prefers_plain_or_the_shortest_depth_that_pays() -> None:
+    steps = linear(0.1, 0.02)
+    # drafting costs 0.03 s per step: with high acceptance a deep draft wins
+    assert _core._best_draft_depth([0.95] * 3, steps, [0.0, 0.03, 0.06, 0.09], 3) == 3
+    # acceptance only at the first position: depth 1
+    assert _core._best_draft_depth([0.9, 0.05, 0.05], steps, [0.0, 0.03, 0.06, 0.09], 3) == 1
+    # nothing accepted: plain decoding (0)
+    assert _core._best_draft_depth([0.01] * 3, steps, [0.0, 0.03, 0.06, 0.09], 3) == 0
+
+
+def test_acceptance_estimate_weights_recent_steps() -> None:
+    p = _core._acceptance_after(3, 0.8, 0.5, [(3, 3)] * 4)
+    assert p[0] > 0.98 and p[2] > 0.98
+    p = _core._acceptance_after(3, 0.8, 0.5, [(3, 0)] * 4)
+    assert p[0] < 0.1
+    assert p[1] == pytest.approx(0.8) and p[2] == pytest.approx(0.8)  # never tested: the prior
+    p = _core._acceptance_after(3, 0.8, 0.5, [(3, 1)])
+    assert p[0] == pytest.approx(0.9) and p[1] == pytest.approx(0.4) and p[2] == pytest.approx(0.8)
+
+
+def test_step_costs_interpolate_unseen_row_counts() -> None:
+    est = _core._step_costs([(1, 0.1), (3, 0.3)], [1, 2, 3, 5])
+    assert est == pytest.approx([0.1, 0.2, 0.3, 0.5])
+    assert _core._step_costs([(2, 0.2)], [4]) == pytest.approx([0.2])  # one point: flat
+    assert _core._step_costs([], [1]) == [0.0]
+
+
+@pytest.mark.parametrize("agreement", [0.0, 0.5, 0.8, 1.0])
+def test_auto_is_lossless(synthetic_model: ModelFactory, agreement: float) -> None:
+    path = synthetic_model(mtp_agreement=agreement, vocab_size=4096)
+    with Model(path, n_ctx=2048, n_threads=1) as model:
+        base = model.generate(PROMPT, SamplingParams.greedy(max_tokens=96))
+        auto = model.generate(PROMPT, SamplingParams.greedy(max_tokens=96), speculator=Speculator.mtp("auto"))
+        assert auto.tokens == base.tokens
+        hist = auto.stats.draft_len_histogram
+        assert len(hist) == 4 and sum(hist) > 0  # every generation step counted, k = 0..3
+        if agreement == 0.0:
+            # nothing is ever accepted: the controller settles on plain decoding, with rare probes
+            assert hist[0] > sum(hist[1:]), hist
+
+
+def test_auto_from_every_spelling() -> None:
+    assert Speculator.mtp("auto") == Speculator.auto() == Speculator("draft-mtp", n_max=3, adaptive=True)
+    assert Speculator.from_config({"method": "mtp", "num_speculative_tokens": "auto"}).adaptive
+    with pytest.raises(ValueError, match="auto"):
+        Speculator.mtp("often")  # type: ignore[arg-type]
