@@ -579,6 +579,7 @@ void Engine::step(std::vector<Pending>& admitted) {
             mirror.add(t.id, t.pos[0], t.seq_id, t.output);
         }
         if (!speculator_->process(mirror)) {
+            if (abort_.load()) throw ClosedError("the model was closed while this request ran");
             throw DecodeError("the draft context failed to follow the batch: " + take_thread_errors());
         }
     }
