@@ -53,28 +53,29 @@ def test_a_batch_of_eight_is_token_identical_to_each_request_alone(
         for i, (p, out) in enumerate(zip(PROMPTS, alone)):
             assert out.tokens == synthetic.expected_continuation(path, model.tokenize(p), n), f"request {i}"
         before = model.metrics()
-        outputs: list[object] = [None] * len(PROMPTS)
-
-        def run(i: int) -> None:
-            outputs[i] = model.generate(PROMPTS[i], greedy(n), speculator=speculator_of(i), cache_prompt=False)
-
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(PROMPTS))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        # streams are submitted when created: all eight within one engine step
+        streams = [model.stream(p, greedy(n), speculator=speculator_of(i), cache_prompt=False)
+                   for i, p in enumerate(PROMPTS)]
+        for stream in streams:
+            for _ in stream:
+                pass
+        outputs = [stream.output for stream in streams]
         after = model.metrics()
     for i, (a, b) in enumerate(zip(alone, outputs)):
         assert b.tokens == a.tokens, f"request {i}"  # type: ignore[attr-defined]
         assert b.text == a.text  # type: ignore[attr-defined]
         if i % 4:
             assert b.stats.num_drafts > 0  # type: ignore[attr-defined]
+            # MTP in a batch drafts as alone (llama.cpp issue #27572: acceptance fell to 0 with
+            # several sequences when the hidden states were read before they landed)
+            assert b.stats.draft_n_accepted == a.stats.draft_n_accepted  # type: ignore[attr-defined]
             assert len(b.stats.accepted_per_position) == 1 + i % 3  # type: ignore[attr-defined]
         else:
             assert b.stats.num_drafts == 0  # type: ignore[attr-defined]
-    # they really ran together: about as many decoded batches as the longest request alone needs
+    # they really ran together: far fewer decoded batches than the requests need one after the
+    # other (the submissions may straddle a few of this tiny model's millisecond steps)
     batches = after.n_decode_total - before.n_decode_total
-    assert batches <= max(steps_alone) + 4 and batches < sum(steps_alone) / 2, (batches, steps_alone)
+    assert batches < sum(steps_alone) / 2, (batches, steps_alone)
 
 
 def test_generate_a_list_returns_outputs_in_order(tiny: Model, tiny_model_path: Path) -> None:
