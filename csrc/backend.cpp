@@ -43,6 +43,12 @@ void raise_malloc_mmap_threshold() {
 
 }  // namespace
 
+void release_freed_memory() {
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
+}
+
 void ensure_backend(const std::string& backend_dir) {
     static std::once_flag once;
     std::call_once(once, [&] {

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "common.h"
+#include "backend.h"
 #include "context_params.h"
 #include "errors.h"
 #include "log_bridge.h"
@@ -84,6 +85,7 @@ EngineMetrics Engine::metrics() const {
 // --- context and speculator -------------------------------------------------------------------
 
 void Engine::free_context() {
+    const bool had_context = ctx_ != nullptr;
     speculator_.reset();
     slots_.clear();
     batch_.reset();
@@ -91,6 +93,7 @@ void Engine::free_context() {
     if (ctx_) llama_free(ctx_);
     ctx_ = nullptr;
     threadpools_.reset();
+    if (had_context) release_freed_memory();
 }
 
 void Engine::create_context(uint32_t n_draft_max) {

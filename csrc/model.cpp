@@ -1,5 +1,7 @@
 #include "model.h"
 
+#include "backend.h"
+
 #include <limits>
 
 #include "errors.h"
@@ -83,7 +85,10 @@ Model::Model(const std::string& path, const ModelOptions& options)
         throw ModelLoadError("llama.cpp could not load '" + path + "' (architecture '" + arch_ +
                              "')" + (why.empty() ? std::string(".") : ":\n" + why));
     }
-    model_ = ModelHandle(raw, llama_model_free);
+    model_ = ModelHandle(raw, [](llama_model* m) {
+        llama_model_free(m);
+        release_freed_memory();
+    });
 }
 
 void Model::close() {
