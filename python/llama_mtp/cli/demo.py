@@ -1,5 +1,6 @@
-"""``llama-mtp demo``: the same prompt without and with MTP, on a cached synthetic model when no
-model is given; shows both speeds, the draft acceptance, the speed-up, and that outputs match."""
+"""``llama-mtp demo``: the same prompt without MTP, with MTP at a fixed draft length, and with the
+adaptive draft length (``n_max="auto"``), on a cached synthetic model when no model is given;
+shows the speeds, the draft acceptance, the speed-ups, and that the outputs match."""
 
 from __future__ import annotations
 
@@ -68,11 +69,15 @@ def run(a: argparse.Namespace) -> int:
         model.generate(a.prompt, SamplingParams.greedy(max_tokens=4), cache_prompt=False)
         plain = model.generate(a.prompt, greedy, cache_prompt=False)
         mtp = model.generate(a.prompt, greedy, speculator=Speculator.mtp(n_max=a.n_max), cache_prompt=False)
-    report(plain, mtp, a.n_max)
-    return 0 if plain.tokens == mtp.tokens else 1
+        # the adaptive controller learns this machine's costs and the text's acceptance as it
+        # goes: one run to learn, then the measured one (as any long-running process would be)
+        model.generate(a.prompt, greedy, speculator=Speculator.mtp("auto"), cache_prompt=False)
+        auto = model.generate(a.prompt, greedy, speculator=Speculator.mtp("auto"), cache_prompt=False)
+    report(plain, mtp, auto, a.n_max)
+    return 0 if plain.tokens == mtp.tokens == auto.tokens else 1
 
 
-def report(plain: GenerationOutput, mtp: GenerationOutput, n_max: int) -> None:
+def report(plain: GenerationOutput, mtp: GenerationOutput, auto: GenerationOutput, n_max: int) -> None:
     """Print the comparison."""
     print("\n--- output (greedy) ---")
     print(mtp.text)
@@ -80,11 +85,18 @@ def report(plain: GenerationOutput, mtp: GenerationOutput, n_max: int) -> None:
     print("\n".join(timing_lines(plain.stats)))
     print(f"\n--- MTP on (draft-mtp, n_max {n_max}) ---")
     print("\n".join(timing_lines(mtp.stats)))
+    print('\n--- MTP on, adaptive (draft-mtp, n_max "auto") ---')
+    print("\n".join(timing_lines(auto.stats)))
+    hist = auto.stats.draft_len_histogram
+    if hist:
+        print("draft lengths chosen: " + ", ".join(f"{k}: {n}" for k, n in enumerate(hist) if n))
     base = plain.stats.predicted_per_second
     speedup = mtp.stats.predicted_per_second / base if base else 0.0
-    same = plain.tokens == mtp.tokens
+    auto_speedup = auto.stats.predicted_per_second / base if base else 0.0
+    same = plain.tokens == mtp.tokens == auto.tokens
     print(f"\ngeneration: {base:.2f} tok/s without MTP, {mtp.stats.predicted_per_second:.2f} tok/s with MTP"
-          f" -> speed-up x{speedup:.2f}; draft acceptance {mtp.stats.draft_acceptance_rate * 100:.1f} %")
+          f" (x{speedup:.2f}, draft acceptance {mtp.stats.draft_acceptance_rate * 100:.1f} %), "
+          f"{auto.stats.predicted_per_second:.2f} tok/s adaptive (x{auto_speedup:.2f})")
     print(f"outputs identical: {'yes' if same else 'NO (this is a bug: please report it)'} "
           f"({len(plain.tokens)} tokens)")
     if speedup < 1.0:
