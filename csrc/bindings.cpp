@@ -15,32 +15,44 @@ namespace py = pybind11;
 
 namespace llama_mtp {
 
+namespace {
+
+// Sets the Python error `python_type` for `e` if `e` is an `E`.
+template <typename E>
+bool raise_as(const std::exception& e, PyObject* python_type) {
+    if (dynamic_cast<const E*>(&e) == nullptr) return false;
+    PyErr_SetString(python_type, e.what());
+    return true;
+}
+
+// The same, with the llama_mtp.errors class named after E (errors.h's promise).
+template <typename E>
+bool raise_as(const std::exception& e, const char* errors_class) {
+    if (dynamic_cast<const E*>(&e) == nullptr) return false;
+    PyErr_SetString(py::module_::import("llama_mtp.errors").attr(errors_class).ptr(), e.what());
+    return true;
+}
+
+}  // namespace
+
 void bind_errors(py::module_& m) {
     // The Python classes live in llama_mtp.errors so that users can import them without the
-    // extension; here each C++ exception type is translated to its Python counterpart.
-    py::module_ errors = py::module_::import("llama_mtp.errors");
-    static py::handle model_load_error = py::object(errors.attr("ModelLoadError")).release();
-    static py::handle mtp_unavailable = py::object(errors.attr("MTPUnavailableError")).release();
-    static py::handle context_overflow = py::object(errors.attr("ContextOverflowError")).release();
-    static py::handle decode_error = py::object(errors.attr("DecodeError")).release();
-    static py::handle closed_error = py::object(errors.attr("ModelClosedError")).release();
+    // extension; here each C++ exception type (errors.h) is translated to its Python counterpart.
+    py::module_::import("llama_mtp.errors");  // fails at import time, not at the first error
     py::register_exception_translator([](std::exception_ptr p) {
         try {
             if (p) std::rethrow_exception(p);
-        } catch (const FileMissing& e) {
-            PyErr_SetString(PyExc_FileNotFoundError, e.what());
-        } catch (const ModelLoadError& e) {
-            PyErr_SetString(model_load_error.ptr(), e.what());
-        } catch (const MTPUnavailableError& e) {
-            PyErr_SetString(mtp_unavailable.ptr(), e.what());
-        } catch (const ContextOverflowError& e) {
-            PyErr_SetString(context_overflow.ptr(), e.what());
-        } catch (const DecodeError& e) {
-            PyErr_SetString(decode_error.ptr(), e.what());
-        } catch (const ClosedError& e) {
-            PyErr_SetString(closed_error.ptr(), e.what());
-        } catch (const InvalidArgument& e) {
-            PyErr_SetString(PyExc_ValueError, e.what());
+        } catch (const std::exception& e) {
+            const bool ours = raise_as<ModelLoadError>(e, "ModelLoadError") ||
+                              raise_as<MTPUnavailableError>(e, "MTPUnavailableError") ||
+                              raise_as<ContextOverflowError>(e, "ContextOverflowError") ||
+                              raise_as<DecodeError>(e, "DecodeError") ||
+                              raise_as<ModelClosedError>(e, "ModelClosedError") ||
+                              raise_as<ChatTemplateError>(e, "ChatTemplateError") ||
+                              raise_as<QuantizeError>(e, "QuantizeError") ||
+                              raise_as<InvalidArgument>(e, PyExc_ValueError) ||
+                              raise_as<FileMissing>(e, PyExc_FileNotFoundError);
+            if (!ours) throw;  // pybind11's own translation (std::bad_alloc -> MemoryError, ...)
         }
     });
     (void)m;

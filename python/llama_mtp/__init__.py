@@ -19,6 +19,7 @@ from .errors import (
     ModelClosedError,
     ModelLoadError,
     MTPUnavailableError,
+    QuantizeError,
 )
 from ._core import CancelToken
 from .chat import ChatDelta, ChatMessage, ChatResult, ChatStats, ToolCall
@@ -58,5 +59,6 @@ __all__ = [
     "ChatTemplateError",
     "DecodeError",
     "ModelClosedError",
+    "QuantizeError",
     "__version__",
 ]

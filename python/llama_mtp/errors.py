@@ -14,6 +14,7 @@ __all__ = [
     "DecodeError",
     "ModelClosedError",
     "ChatTemplateError",
+    "QuantizeError",
 ]
 
 
@@ -46,3 +47,9 @@ class ModelClosedError(LlamaMTPError):
 
 class ChatTemplateError(LlamaMTPError, ValueError):
     """The model has no chat template (pass ``chat_template=``) or the template failed."""
+
+
+class QuantizeError(LlamaMTPError):
+    """llama.cpp's quantizer failed on a source that passed validation: the destination cannot be
+    written, or a tensor cannot be converted (an already quantized source needs
+    ``allow_requantize=True``). The message carries llama.cpp's reason."""
