@@ -3,7 +3,9 @@
 #include "bindings.h"
 
 #include <pybind11/stl.h>
-#include <pybind11/typing.h>
+
+#include <type_traits>
+#include <variant>
 
 #include "backend.h"
 #include "errors.h"
@@ -60,9 +62,27 @@ void bind_errors(py::module_& m) {
 
 namespace {
 
-using StrDict = py::typing::Dict<py::str, py::object>;
+template <typename T>
+struct is_vector : std::false_type {};
+template <typename T>
+struct is_vector<std::vector<T>> : std::true_type {};
 
-StrDict gguf_to_dict(const GgufFile& f) {
+// A metadata value; arrays cut to their first `max_items` items.
+py::object gguf_value(const GgufValue& value, size_t max_items) {
+    return std::visit([max_items](const auto& v) -> py::object {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (is_vector<T>::value) {
+            if (v.size() > max_items) {
+                return py::cast(T(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(max_items)));
+            }
+        }
+        return py::cast(v);
+    }, value);
+}
+
+}  // namespace
+
+StrDict gguf_to_dict(const GgufFile& f, size_t max_array_items) {
     StrDict out;
     out["path"] = f.path;
     out["version"] = f.version;
@@ -70,7 +90,9 @@ StrDict gguf_to_dict(const GgufFile& f) {
     out["alignment"] = f.alignment;
     out["data_offset"] = f.data_offset;
     py::list metadata;
-    for (const auto& [key, value] : f.metadata) metadata.append(py::make_tuple(key, value));
+    for (const auto& [key, value] : f.metadata) {
+        metadata.append(py::make_tuple(key, gguf_value(value, max_array_items)));
+    }
     out["metadata"] = metadata;
     py::list tensors;
     for (const auto& t : f.tensors) {
@@ -86,6 +108,8 @@ StrDict gguf_to_dict(const GgufFile& f) {
     out["tensors"] = tensors;
     return out;
 }
+
+namespace {
 
 // Deleting a Python object needs the GIL; a log sink may be dropped from any thread.
 std::shared_ptr<py::object> hold_python(py::object fn) {
@@ -160,7 +184,7 @@ void bind_system(py::module_& m) {
                 py::gil_scoped_release release;
                 f = read_gguf(path, max_array_items);
             }
-            return gguf_to_dict(f);
+            return gguf_to_dict(f, max_array_items);
         },
         py::arg("path"), py::arg("max_array_items") = static_cast<size_t>(-1),
         "Parse and validate a GGUF file without loading weights (header, metadata, tensors).");
