@@ -206,4 +206,5 @@ PYBIND11_MODULE(_core, m) {
     llama_mtp::bind_model(m);
     llama_mtp::bind_session(m);
     llama_mtp::bind_chat(m);
+    llama_mtp::bind_testing(m);
 }

@@ -15,6 +15,7 @@ void bind_system(pybind11::module_& m);
 void bind_model(pybind11::module_& m);
 void bind_session(pybind11::module_& m);
 void bind_chat(pybind11::module_& m);
+void bind_testing(pybind11::module_& m);
 
 using StrDict = pybind11::typing::Dict<pybind11::str, pybind11::object>;
 

@@ -41,16 +41,15 @@ class Model:
         ...
     def detokenize(self, tokens: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], remove_special: bool, unparse_special: bool) -> bytes:
         ...
+    def gguf(self, max_array_items: typing.SupportsInt | typing.SupportsIndex = 18446744073709551615) -> dict[str, typing.Any]:
+        """
+        The file's header, metadata and tensor table as read when it was loaded (no disk read).
+        """
     def is_eog(self, token: typing.SupportsInt | typing.SupportsIndex) -> bool:
-        ...
-    def metadata(self) -> list[tuple[str, typing.Any]]:
         ...
     def token_to_piece(self, token: typing.SupportsInt | typing.SupportsIndex, special: bool) -> bytes:
         ...
     def tokenize(self, text: str, add_special: bool, parse_special: bool) -> list[int]:
-        ...
-    @property
-    def add_bos(self) -> bool:
         ...
     @property
     def arch(self) -> str:
@@ -93,9 +92,6 @@ class Model:
         ...
     @property
     def n_vocab(self) -> int:
-        ...
-    @property
-    def path(self) -> str:
         ...
 class ContextOptions:
     """
@@ -456,9 +452,29 @@ class ChatTemplates:
         ...
     def apply(self, messages_json: str, tools_json: str, tool_choice: str, enable_thinking: bool, add_generation_prompt: bool) -> ChatPrompt:
         ...
-    @property
-    def source(self) -> str:
+class _TextStream:
+    """
+    csrc/text_stream.h for tests: token pieces in, text safe to release out.
+    """
+    def __init__(self, stops: collections.abc.Sequence[str]) -> None:
         ...
+    def flush(self) -> bytes:
+        ...
+    def push(self, piece: bytes) -> bytes:
+        ...
+    @property
+    def matched_stop(self) -> bytes:
+        ...
+    @property
+    def stopped(self) -> bool:
+        ...
+    @property
+    def text(self) -> bytes:
+        ...
+def _utf8_complete_prefix(text: bytes, end: typing.SupportsInt | typing.SupportsIndex) -> int:
+    """
+    csrc/text_stream.h for tests: the length of text[:end] without a trailing incomplete character.
+    """
 def init_backend(backend_dir: str) -> None:
     """
     Initialise llama.cpp's backends once (loads run-time backends from backend_dir).
