@@ -10,8 +10,9 @@ model now and then and closes the old one while others still use it (those calls
     python benches/soak.py --calls 1000 --threads 8 --out benches/results/soak.json
 
 Every error other than ``ModelClosedError`` / ``QueueFullError`` counts as a failure. RSS is read
-from /proc after every call; growth is measured from the end of the warm-up (``--warmup`` calls)
-to the end, over the median of the last 50 samples of each window.
+from /proc after every call. Growth compares the median RSS of the last quarter of the calls with
+the median of the quarter that follows the warm-up (``--warmup`` calls): medians, because a model
+replacement holds two models for a moment and spikes the curve.
 """
 
 from __future__ import annotations
@@ -176,18 +177,20 @@ def main(argv: list[str] | None = None) -> int:
     shared.get().close()
     elapsed = time.perf_counter() - started
 
-    def window(lo: int, hi: int) -> float:
+    def window(lo: float, hi: float) -> float:
         values = [r for n, r in samples if lo <= n <= hi]
-        return statistics.median(values[-50:]) if values else 0.0
+        return statistics.median(values) if values else 0.0
 
-    at_warmup = window(1, a.warmup)
-    at_end = window(a.warmup + 1, done)
+    quarter = (done - a.warmup) / 4
+    at_warmup = window(a.warmup + 1, a.warmup + quarter)
+    at_end = window(done - quarter, done)
     growth = (at_end - at_warmup) / at_warmup if at_warmup else 0.0
     result = dict(command=" ".join([os.path.basename(sys.executable), *sys.argv]), version=__version__,
                   machine=f"{platform.machine()}, {os.cpu_count()} CPUs", model=str(path), calls=done,
                   threads=a.threads, n_parallel=a.np, seconds=round(elapsed, 1), kinds=dict(kinds),
                   errors=dict(errors), failures=failures[:20], rss_mb_after_warmup=round(at_warmup, 1),
                   rss_mb_end=round(at_end, 1), rss_growth=round(growth, 4),
+                  replace_every_s=a.replace_every,
                   rss_curve=[(n, round(r, 1)) for n, r in samples[:: max(1, len(samples) // 40)]])
     print(json.dumps({k: v for k, v in result.items() if k != "rss_curve"}, indent=1))
     if a.out is not None:
@@ -197,8 +200,9 @@ def main(argv: list[str] | None = None) -> int:
               f"`{result['command']}` ({result['machine']}, {elapsed:.0f} s)", "",
               "| call | count |", "|---|---:|", *[f"| {k} | {v} |" for k, v in sorted(kinds.items())], "",
               "| error | count |", "|---|---:|", *[f"| {k} | {v} |" for k, v in sorted(errors.items())], "",
-              f"RSS after warm-up ({a.warmup} calls): {at_warmup:.1f} MiB; at the end: {at_end:.1f} MiB; "
-              f"growth {growth:+.2%}.", ""]
+              f"RSS (median) in the quarter after the warm-up ({a.warmup} calls): {at_warmup:.1f} MiB; "
+              f"in the last quarter: {at_end:.1f} MiB; growth {growth:+.2%}. Model replaced every "
+              f"{a.replace_every:g} s (0: never).", ""]
         if failures:
             md += ["Failures:", "", *[f"- {f}" for f in failures[:20]], ""]
         a.out.with_suffix(".md").write_text("\n".join(md), encoding="utf-8")

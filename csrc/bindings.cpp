@@ -3,7 +3,9 @@
 #include "bindings.h"
 
 #include <pybind11/stl.h>
-#include <pybind11/typing.h>
+
+#include <type_traits>
+#include <variant>
 
 #include "backend.h"
 #include "errors.h"
@@ -16,35 +18,45 @@ namespace py = pybind11;
 
 namespace llama_mtp {
 
+namespace {
+
+// Sets the Python error `python_type` for `e` if `e` is an `E`.
+template <typename E>
+bool raise_as(const std::exception& e, PyObject* python_type) {
+    if (dynamic_cast<const E*>(&e) == nullptr) return false;
+    PyErr_SetString(python_type, e.what());
+    return true;
+}
+
+// The same, with the llama_mtp.errors class named after E (errors.h's promise).
+template <typename E>
+bool raise_as(const std::exception& e, const char* errors_class) {
+    if (dynamic_cast<const E*>(&e) == nullptr) return false;
+    PyErr_SetString(py::module_::import("llama_mtp.errors").attr(errors_class).ptr(), e.what());
+    return true;
+}
+
+}  // namespace
+
 void bind_errors(py::module_& m) {
     // The Python classes live in llama_mtp.errors so that users can import them without the
-    // extension; here each C++ exception type is translated to its Python counterpart.
-    py::module_ errors = py::module_::import("llama_mtp.errors");
-    static py::handle model_load_error = py::object(errors.attr("ModelLoadError")).release();
-    static py::handle mtp_unavailable = py::object(errors.attr("MTPUnavailableError")).release();
-    static py::handle context_overflow = py::object(errors.attr("ContextOverflowError")).release();
-    static py::handle decode_error = py::object(errors.attr("DecodeError")).release();
-    static py::handle closed_error = py::object(errors.attr("ModelClosedError")).release();
-    static py::handle queue_full = py::object(errors.attr("QueueFullError")).release();
+    // extension; here each C++ exception type (errors.h) is translated to its Python counterpart.
+    py::module_::import("llama_mtp.errors");  // fails at import time, not at the first error
     py::register_exception_translator([](std::exception_ptr p) {
         try {
             if (p) std::rethrow_exception(p);
-        } catch (const FileMissing& e) {
-            PyErr_SetString(PyExc_FileNotFoundError, e.what());
-        } catch (const ModelLoadError& e) {
-            PyErr_SetString(model_load_error.ptr(), e.what());
-        } catch (const MTPUnavailableError& e) {
-            PyErr_SetString(mtp_unavailable.ptr(), e.what());
-        } catch (const ContextOverflowError& e) {
-            PyErr_SetString(context_overflow.ptr(), e.what());
-        } catch (const DecodeError& e) {
-            PyErr_SetString(decode_error.ptr(), e.what());
-        } catch (const ClosedError& e) {
-            PyErr_SetString(closed_error.ptr(), e.what());
-        } catch (const QueueFullError& e) {
-            PyErr_SetString(queue_full.ptr(), e.what());
-        } catch (const InvalidArgument& e) {
-            PyErr_SetString(PyExc_ValueError, e.what());
+        } catch (const std::exception& e) {
+            const bool ours = raise_as<ModelLoadError>(e, "ModelLoadError") ||
+                              raise_as<MTPUnavailableError>(e, "MTPUnavailableError") ||
+                              raise_as<ContextOverflowError>(e, "ContextOverflowError") ||
+                              raise_as<DecodeError>(e, "DecodeError") ||
+                              raise_as<ModelClosedError>(e, "ModelClosedError") ||
+                              raise_as<ChatTemplateError>(e, "ChatTemplateError") ||
+                              raise_as<QuantizeError>(e, "QuantizeError") ||
+                              raise_as<QueueFullError>(e, "QueueFullError") ||
+                              raise_as<InvalidArgument>(e, PyExc_ValueError) ||
+                              raise_as<FileMissing>(e, PyExc_FileNotFoundError);
+            if (!ours) throw;  // pybind11's own translation (std::bad_alloc -> MemoryError, ...)
         }
     });
     (void)m;
@@ -52,9 +64,27 @@ void bind_errors(py::module_& m) {
 
 namespace {
 
-using StrDict = py::typing::Dict<py::str, py::object>;
+template <typename T>
+struct is_vector : std::false_type {};
+template <typename T>
+struct is_vector<std::vector<T>> : std::true_type {};
 
-StrDict gguf_to_dict(const GgufFile& f) {
+// A metadata value; arrays cut to their first `max_items` items.
+py::object gguf_value(const GgufValue& value, size_t max_items) {
+    return std::visit([max_items](const auto& v) -> py::object {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (is_vector<T>::value) {
+            if (v.size() > max_items) {
+                return py::cast(T(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(max_items)));
+            }
+        }
+        return py::cast(v);
+    }, value);
+}
+
+}  // namespace
+
+StrDict gguf_to_dict(const GgufFile& f, size_t max_array_items) {
     StrDict out;
     out["path"] = f.path;
     out["version"] = f.version;
@@ -62,7 +92,9 @@ StrDict gguf_to_dict(const GgufFile& f) {
     out["alignment"] = f.alignment;
     out["data_offset"] = f.data_offset;
     py::list metadata;
-    for (const auto& [key, value] : f.metadata) metadata.append(py::make_tuple(key, value));
+    for (const auto& [key, value] : f.metadata) {
+        metadata.append(py::make_tuple(key, gguf_value(value, max_array_items)));
+    }
     out["metadata"] = metadata;
     py::list tensors;
     for (const auto& t : f.tensors) {
@@ -78,6 +110,8 @@ StrDict gguf_to_dict(const GgufFile& f) {
     out["tensors"] = tensors;
     return out;
 }
+
+namespace {
 
 // Deleting a Python object needs the GIL; a log sink may be dropped from any thread.
 std::shared_ptr<py::object> hold_python(py::object fn) {
@@ -153,7 +187,7 @@ void bind_system(py::module_& m) {
                 GilRelease release;
                 f = read_gguf(path, max_array_items);
             }
-            return gguf_to_dict(f);
+            return gguf_to_dict(f, max_array_items);
         },
         py::arg("path"), py::arg("max_array_items") = static_cast<size_t>(-1),
         "Parse and validate a GGUF file without loading weights (header, metadata, tensors).");
@@ -175,4 +209,5 @@ PYBIND11_MODULE(_core, m) {
     llama_mtp::bind_model(m);
     llama_mtp::bind_engine(m);
     llama_mtp::bind_chat(m);
+    llama_mtp::bind_testing(m);
 }

@@ -2,6 +2,11 @@
 #pragma once
 
 #include <pybind11/pybind11.h>
+#include <pybind11/typing.h>
+
+#include <cstddef>
+
+#include "gguf_file.h"
 
 namespace llama_mtp {
 
@@ -10,5 +15,12 @@ void bind_system(pybind11::module_& m);
 void bind_model(pybind11::module_& m);
 void bind_engine(pybind11::module_& m);
 void bind_chat(pybind11::module_& m);
+void bind_testing(pybind11::module_& m);
+
+using StrDict = pybind11::typing::Dict<pybind11::str, pybind11::object>;
+
+// A GGUF's header, metadata (arrays cut to `max_array_items` items) and tensor table as the dict
+// that llama_mtp.gguf_info turns into a GGUFReport: one conversion for read_gguf() and Model.
+StrDict gguf_to_dict(const GgufFile& f, size_t max_array_items);
 
 }  // namespace llama_mtp

@@ -46,7 +46,6 @@ void bind_chat(py::module_& m) {
 
     py::class_<ChatTemplates>(m, "ChatTemplates", "The model's chat template (llama.cpp common chat).")
         .def(py::init<const Model&, const std::string&>(), py::arg("model"), py::arg("override_template"))
-        .def_property_readonly("source", &ChatTemplates::source)
         .def("apply", &ChatTemplates::apply, py::arg("messages_json"), py::arg("tools_json"),
              py::arg("tool_choice"), py::arg("enable_thinking"), py::arg("add_generation_prompt"),
              py::call_guard<GilRelease>());

@@ -1,6 +1,5 @@
 // Binding of llama_mtp::Model (csrc/model.h): type conversion and GIL release only.
 #include <pybind11/stl.h>
-#include <pybind11/typing.h>
 
 #include "bindings.h"
 #include "gil.h"
@@ -27,7 +26,6 @@ void bind_model(py::module_& m) {
              py::call_guard<GilRelease>())
         .def("close", &Model::close, py::call_guard<GilRelease>())
         .def_property_readonly("closed", &Model::closed)
-        .def_property_readonly("path", &Model::path)
         .def_property_readonly("arch", &Model::arch)
         .def_property_readonly("n_params", &Model::n_params)
         .def_property_readonly("model_size", &Model::model_size)
@@ -41,12 +39,11 @@ void bind_model(py::module_& m) {
         .def_property_readonly("bos", &Model::bos)
         .def_property_readonly("eos", &Model::eos)
         .def_property_readonly("eot", &Model::eot)
-        .def_property_readonly("add_bos", &Model::add_bos)
-        .def("metadata", [](const Model& self) {
-            py::typing::List<py::typing::Tuple<py::str, py::object>> out;
-            for (const auto& [key, value] : self.file().metadata) out.append(py::make_tuple(key, value));
-            return out;
-        })
+        .def(
+            "gguf",
+            [](const Model& self, size_t max_array_items) { return gguf_to_dict(self.file(), max_array_items); },
+             py::arg("max_array_items") = static_cast<size_t>(-1),
+             "The file's header, metadata and tensor table as read when it was loaded (no disk read).")
         .def("chat_template", &Model::chat_template, py::arg("name") = std::string())
         .def("is_eog", &Model::is_eog, py::arg("token"))
         .def("tokenize", &Model::tokenize, py::arg("text"), py::arg("add_special"),

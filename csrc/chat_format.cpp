@@ -11,18 +11,16 @@ namespace llama_mtp {
 ChatTemplates::ChatTemplates(const Model& model, const std::string& override_template) {
     ModelHandle handle = model.handle();
     if (override_template.empty() && !model.chat_template("").has_value()) {
-        throw InvalidArgument("the model has no chat template (tokenizer.chat_template); pass chat_template= "
-                              "with a jinja template, or use generate() with a raw prompt");
+        throw ChatTemplateError("the model has no chat template (tokenizer.chat_template); pass chat_template= "
+                                "with a jinja template, or use generate() with a raw prompt");
     }
     try {
         templates_ = common_chat_templates_init(handle.get(), override_template);
     } catch (const std::exception& e) {
-        throw InvalidArgument(std::string("the chat template could not be parsed: ") + e.what());
+        throw ChatTemplateError(std::string("the chat template could not be parsed: ") + e.what());
     }
-    if (!templates_) throw InvalidArgument("the chat template could not be loaded");
+    if (!templates_) throw ChatTemplateError("the chat template could not be loaded");
 }
-
-std::string ChatTemplates::source() const { return common_chat_templates_source(templates_.get()); }
 
 ChatPrompt ChatTemplates::apply(const std::string& messages_json, const std::string& tools_json,
                                 const std::string& tool_choice, bool enable_thinking,
@@ -46,7 +44,7 @@ ChatPrompt ChatTemplates::apply(const std::string& messages_json, const std::str
     try {
         out.params = common_chat_templates_apply(templates_.get(), in);
     } catch (const std::exception& e) {
-        throw InvalidArgument(std::string("the chat template failed: ") + e.what());
+        throw ChatTemplateError(std::string("the chat template failed: ") + e.what());
     }
     out.prompt = out.params.prompt;
     out.additional_stops = out.params.additional_stops;

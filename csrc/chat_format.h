@@ -71,14 +71,14 @@ private:
 class ChatTemplates {
 public:
     // `override_template`: jinja source to use instead of the GGUF's (empty: the GGUF's).
-    // Throws ChatTemplateError-mapped InvalidArgument when there is no usable template.
+    // Throws ChatTemplateError when there is no usable template.
     ChatTemplates(const Model& model, const std::string& override_template);
 
-    // `messages_json` / `tools_json`: OpenAI-format arrays ("" for no tools).
+    // `messages_json` / `tools_json`: OpenAI-format arrays ("" for no tools). Throws
+    // InvalidArgument for messages or tools that are not valid, ChatTemplateError when the
+    // template fails to render them.
     ChatPrompt apply(const std::string& messages_json, const std::string& tools_json,
                      const std::string& tool_choice, bool enable_thinking, bool add_generation_prompt) const;
-
-    std::string source() const;
 
 private:
     common_chat_templates_ptr templates_;

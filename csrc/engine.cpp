@@ -159,7 +159,7 @@ void Engine::configure_speculator(const SpeculatorOptions& wanted) {
 // --- submission -------------------------------------------------------------------------------
 
 std::shared_ptr<Request> Engine::submit(RequestOptions opts) {
-    if (model_->closed()) throw ClosedError("the model is closed");
+    if (model_->closed()) throw ModelClosedError("the model is closed");
     if (opts.prompt.empty()) throw InvalidArgument("the prompt is empty");
     for (llama_token t : opts.prompt) model_->check_token(t);
     if (opts.prompt.size() >= n_ctx_seq_) {
@@ -208,7 +208,7 @@ std::shared_ptr<Request> Engine::submit(RequestOptions opts) {
     std::shared_ptr<Request> request = pending.request;
     {
         std::lock_guard<std::mutex> lock(mutex_);
-        if (stop_) throw ClosedError("the model is closed");
+        if (stop_) throw ModelClosedError("the model is closed");
         if (queue_.size() >= options_.max_queue) {
             throw QueueFullError(std::to_string(queue_.size()) + " requests already wait for one of the " +
                                  std::to_string(options_.n_parallel) +
@@ -317,7 +317,7 @@ void Engine::run() {
         }
     }
     // Closing: every request still here ends with ClosedError.
-    const auto closed = std::make_exception_ptr(ClosedError("the model was closed while this request ran"));
+    const auto closed = std::make_exception_ptr(ModelClosedError("the model was closed while this request ran"));
     for (auto& p : admitted) p.request->fail(closed);
     for (auto& slot : slots_) {
         if (slot->active()) {
@@ -341,6 +341,10 @@ void Engine::fail(Slot& slot, std::exception_ptr error) {
     // The memory of this sequence may be half-updated: forget it.
     slot.cache().clear(speculator_ ? speculator_->mem_dft() : nullptr);
     slot.draft_synced = false;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        metrics_.requests_processing -= 1;
+    }
     slot.request().fail(std::move(error));
     slot.release();
 }
@@ -367,6 +371,10 @@ void Engine::start(Slot& slot, Pending&& pending) {
     }
     slot.start(std::move(pending.request), std::move(pending.sampler), speculate, n_draft, n_reused,
                llama_model_get_vocab(handle_.get()));
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        metrics_.requests_processing += 1;
+    }
     if (speculate && speculator_->options().adaptive) {
         slot.controller.seed(acceptance_);  // a new sequence starts from what the others saw
     }
@@ -377,6 +385,7 @@ void Engine::finish(Slot& slot) {
     GenerationResult result = slot.finish_result();
     {
         std::lock_guard<std::mutex> lock(mutex_);
+        metrics_.requests_processing -= 1;  // before the caller can see the result
         metrics_.requests_finished_total += 1;
         metrics_.tokens_predicted_total += static_cast<uint64_t>(result.stats.predicted_n);
         metrics_.tokens_predicted_seconds_total += result.stats.predicted_ms / 1e3;
@@ -567,7 +576,7 @@ void Engine::step(std::vector<Pending>& admitted) {
         }
         return;
     }
-    if (rc == 2 && abort_.load()) throw ClosedError("the model was closed while this request ran");
+    if (rc == 2 && abort_.load()) throw ModelClosedError("the model was closed while this request ran");
     if (rc != 0) {
         throw DecodeError("llama.cpp failed to decode a batch of " + std::to_string(batch.size()) +
                           " tokens (code " + std::to_string(rc) + "): " + take_thread_errors());
@@ -582,7 +591,7 @@ void Engine::step(std::vector<Pending>& admitted) {
             mirror.add(t.id, t.pos[0], t.seq_id, t.output);
         }
         if (!speculator_->process(mirror)) {
-            if (abort_.load()) throw ClosedError("the model was closed while this request ran");
+            if (abort_.load()) throw ModelClosedError("the model was closed while this request ran");
             throw DecodeError("the draft context failed to follow the batch: " + take_thread_errors());
         }
     }
@@ -680,15 +689,10 @@ void Engine::step(std::vector<Pending>& admitted) {
 
     // ---- gauges -------------------------------------------------------------------------------
     uint64_t kv = 0;
-    uint32_t busy = 0;
-    for (auto& slot : slots_) {
-        kv += slot->cache().tokens().size();
-        busy += slot->active() ? 1 : 0;
-    }
+    for (auto& slot : slots_) kv += slot->cache().tokens().size();
     std::lock_guard<std::mutex> lock(mutex_);
     metrics_.kv_cache_tokens = kv;
     metrics_.kv_cache_usage_ratio = static_cast<double>(kv) / static_cast<double>(llama_n_ctx(ctx_));
-    metrics_.requests_processing = busy;
 }
 
 }  // namespace llama_mtp

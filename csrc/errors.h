@@ -1,6 +1,11 @@
-// C++ exception types of the llama-mtp core. The binding layer maps each one to the Python class
-// of the same name in llama_mtp.errors, so core code reports failures by throwing these and never
-// by aborting the process.
+// C++ exception types of the llama-mtp core. Core code reports failures by throwing these and
+// never by aborting the process; the binding layer (bind_errors in bindings.cpp) translates each
+// one to a Python exception:
+//   ModelLoadError, MTPUnavailableError, ContextOverflowError, DecodeError, ModelClosedError,
+//   ChatTemplateError, QuantizeError, QueueFullError -> the llama_mtp.errors class of the same name;
+//   InvalidArgument                   ->  ValueError (a bad argument, as Python code raises it);
+//   FileMissing                       ->  FileNotFoundError.
+// A new type needs its line here and in bind_errors.
 #pragma once
 
 #include <stdexcept>
@@ -34,13 +39,30 @@ struct QueueFullError : std::runtime_error {
 };
 
 // A model/session was used after close().
-struct ClosedError : std::runtime_error {
+struct ModelClosedError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+// The former name, still thrown by session.cpp until the engine rewrite replaces it.
+
+// The model has no chat template, or its template cannot be parsed or rendered.
+struct ChatTemplateError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// llama.cpp's quantizer failed on a source that passed our checks (it cannot write the
+// destination, a tensor cannot be requantized, ...); the message carries llama.cpp's reason.
+struct QuantizeError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
 // An argument the user passed is not valid (unknown quantization type, bad grammar, ...).
 struct InvalidArgument : std::invalid_argument {
     using std::invalid_argument::invalid_argument;
+};
+
+// The file to read does not exist.
+struct FileMissing : std::runtime_error {
+    using std::runtime_error::runtime_error;
 };
 
 }  // namespace llama_mtp

@@ -4,10 +4,11 @@
 #pragma once
 
 #include <cstdint>
-#include <stdexcept>
 #include <string>
 #include <variant>
 #include <vector>
+
+#include "errors.h"
 
 namespace llama_mtp {
 
@@ -36,14 +37,10 @@ struct GgufFile {
 };
 
 // Parses and validates the file:
-//   - std::ios_base::failure is not used; a missing file throws FileMissing (below);
+//   - std::ios_base::failure is not used; a missing file throws FileMissing (errors.h);
 //   - anything that is not a consistent GGUF throws ModelLoadError with the reason.
 // `max_array_items` caps how many items of each array are decoded (the rest are counted only);
 // pass SIZE_MAX for all of them.
 GgufFile read_gguf(const std::string& path, size_t max_array_items);
-
-struct FileMissing : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
 
 }  // namespace llama_mtp

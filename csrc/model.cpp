@@ -52,8 +52,7 @@ void check_runtime_constraints(const GgufFile& file, const std::string& arch) {
 
 }  // namespace
 
-Model::Model(const std::string& path, const ModelOptions& options)
-    : path_(path), options_(options) {
+Model::Model(const std::string& path, const ModelOptions& options) {
     // Validate the whole file before llama.cpp sees it: a truncated or corrupt file becomes a
     // ModelLoadError here instead of an assert (or a SIGBUS through mmap) inside llama.cpp.
     file_ = read_gguf(path, std::numeric_limits<size_t>::max());
@@ -103,7 +102,7 @@ bool Model::closed() const {
 
 ModelHandle Model::handle() const {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (!model_) throw ClosedError("the model is closed");
+    if (!model_) throw ModelClosedError("the model is closed");
     return model_;
 }
 
@@ -133,7 +132,6 @@ std::optional<std::string> Model::chat_template(const std::string& name) const {
 llama_token Model::bos() const { return llama_vocab_bos(vocab()); }
 llama_token Model::eos() const { return llama_vocab_eos(vocab()); }
 llama_token Model::eot() const { return llama_vocab_eot(vocab()); }
-bool Model::add_bos() const { return llama_vocab_get_add_bos(vocab()); }
 
 bool Model::is_eog(llama_token token) const {
     if (token < 0 || token >= n_vocab()) return false;

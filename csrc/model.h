@@ -40,11 +40,9 @@ public:
 
     void close();
     bool closed() const;
-    // The live handle; throws ClosedError after close().
+    // The live handle; throws ModelClosedError after close().
     ModelHandle handle() const;
 
-    const std::string& path() const { return path_; }
-    const ModelOptions& options() const { return options_; }
     const std::string& arch() const { return arch_; }
     // Metadata as read from the file (arrays complete).
     const GgufFile& file() const { return file_; }
@@ -64,7 +62,6 @@ public:
     llama_token eos() const;
     llama_token eot() const;
     bool is_eog(llama_token token) const;
-    bool add_bos() const;
 
     std::vector<llama_token> tokenize(const std::string& text, bool add_special,
                                       bool parse_special) const;
@@ -78,8 +75,6 @@ public:
 private:
     const llama_vocab* vocab() const;
 
-    std::string path_;
-    ModelOptions options_;
     GgufFile file_;
     std::string arch_;
     int32_t n_mtp_layers_ = 0;

@@ -62,8 +62,8 @@ void quantize(const std::string& src, const std::string& dst, const std::string&
     clear_thread_errors();
     if (llama_model_quantize(src.c_str(), dst.c_str(), &params) != 0) {
         std::string why = take_thread_errors();
-        throw std::runtime_error("llama.cpp failed to quantize '" + src + "' to " + wanted +
-                                 (why.empty() ? std::string() : ":\n" + why));
+        throw QuantizeError("llama.cpp failed to quantize '" + src + "' to " + wanted +
+                            (why.empty() ? std::string() : ":\n" + why));
     }
 }
 

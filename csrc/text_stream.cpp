@@ -16,7 +16,7 @@ size_t utf8_complete_prefix(const std::string& text, size_t end) {
         --i;
         ++continuation;
     }
-    if (i == 0) return continuation > 0 ? 0 : end;
+    if (i == 0) return end;  // only continuation bytes: no lead before them, they never complete
     const unsigned char lead = static_cast<unsigned char>(text[i - 1]);
     int expected = 1;
     if ((lead & 0xE0) == 0xC0) expected = 2;

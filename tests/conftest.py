@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,6 +36,16 @@ def models_dir() -> Path:
 
 
 SyntheticFactory = Callable[..., Path]
+
+SLOW_TIMEOUT = 900
+"""Seconds a ``slow`` test may take (every other test: ``timeout`` in pyproject.toml)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``slow`` tests get a generous time limit unless they set their own."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
 
 
 @pytest.fixture(scope="session")
@@ -88,3 +100,23 @@ def chat_model_path(synthetic_model: SyntheticFactory) -> Path:
     """``tiny`` with the chat behaviour: after an assistant opener it greedily writes
     reasoning, ``</think>``, an answer and ``<|im_end|>``."""
     return synthetic_model(behaviour="chat")
+
+
+@pytest.fixture()
+def python_sigint_handler() -> Iterator[None]:
+    """SIGINT raises ``KeyboardInterrupt`` during the test, however the process was started.
+
+    A process started with SIGINT ignored (by a non-interactive shell that runs it in the
+    background, as some CI runners do) keeps it ignored: Python then installs no handler, and
+    ``_thread.interrupt_main()`` and Ctrl-C do nothing. Tests of Ctrl-C handling use this
+    fixture to install Python's default handler for their duration.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if previous is not signal.default_int_handler:
+            # None: set outside Python; SIG_DFL is what such a process started with
+            signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)

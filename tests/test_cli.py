@@ -92,6 +92,12 @@ def test_run_argument_errors(tiny_model_path: Path, tmp_path: Path) -> None:
     assert overflow.returncode == 1 and "raise n_ctx" in overflow.stderr
 
 
+def test_bench_errors_are_reported_cleanly(tmp_path: Path) -> None:
+    missing = cli("bench", "-m", str(tmp_path / "missing.gguf"), "--tiers", "short", "-r", "1")
+    assert missing.returncode == 1 and "No such model file" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
 def test_run_mtp_on_a_model_without_mtp(tiny_nomtp_path: Path) -> None:
     out = cli("run", "-m", str(tiny_nomtp_path), *CARD_FLAGS, "-n", "4", "-p", "x", "--spec-type", "draft-mtp")
     assert out.returncode == 1
@@ -163,6 +169,18 @@ def test_interactive_chat(chat_model_path: Path) -> None:
     assert len(reused) == 2 and not reused[1].rstrip().endswith(" 0 reused from cache")
 
 
+def test_chat_keeps_reasoning_apart_from_the_answer(chat_model_path: Path) -> None:
+    """Piped (no terminal, so no dimming), the reasoning still stands apart, as in llama-cli."""
+    out = cli("chat", "-m", str(chat_model_path), *CARD_FLAGS, "-n", "96", stdin="Hi!\n/exit\n")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("[Start thinking]\n") == 1 and "\n[End thinking]\n\nHello!" in out.stdout
+    thinking = out.stdout.split("[Start thinking]\n")[1].split("\n[End thinking]")[0]
+    assert thinking.strip() and "Hello!" not in thinking and "\x1b[" not in out.stdout
+    run = cli("run", "-m", str(chat_model_path), *CARD_FLAGS, "-n", "96", "--jinja", "-p", "Hi!")
+    assert run.returncode == 0 and run.stdout.startswith("Hello!")
+    assert "[Start thinking]\n" in run.stderr and "[End thinking]" in run.stderr
+
+
 def test_demo_on_a_given_model(tiny_model_path: Path) -> None:
     out = cli("demo", "-m", str(tiny_model_path), "-n", "24", "-t", "1", "-c", "1024")
     assert out.returncode == 0, out.stderr
@@ -171,13 +189,23 @@ def test_demo_on_a_given_model(tiny_model_path: Path) -> None:
     assert 'n_max "auto"' in out.stdout and "draft lengths chosen:" in out.stdout
 
 
+@pytest.mark.timeout(900)  # the bench subprocess alone may take 600 s
 def test_bench_writes_table_json_and_chart(tiny_model_path: Path, tmp_path: Path) -> None:
     out = cli("bench", "-m", str(tiny_model_path), "--tiers", "short,300", "-r", "2", "-n", "16",
               "--long-n-predict", "4", "--spec-draft-n-max", "1,2", "-t", "1", "-o", str(tmp_path),
               "--ignore-eos", timeout=600)
     assert out.returncode == 0, out.stderr
     table = (tmp_path / "bench.md").read_text()
-    assert table.count("| tiny") >= 1 or "| " in table
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()
+            if line.startswith(f"| {tiny_model_path.name} |")]
+    assert sorted((r[1], r[2]) for r in rows) == sorted(
+        (tier, variant) for tier in ("short", "ctx300") for variant in ("non-MTP", "MTP1", "MTP2"))
+    for r in rows:  # Prompt tok/s, Generation tok/s (min–max), Draft acceptance, Speed-up
+        assert float(r[4]) > 0 and float(r[5].split()[0]) > 0
+        if r[2] == "non-MTP":
+            assert (r[6], r[7]) == ("-", "x1.00")
+        else:
+            assert r[6].endswith("%") and r[7].startswith("x")
     doc = json.loads((tmp_path / "bench.json").read_text())
     assert {r["variant"] for r in doc["rows"]} == {"non-MTP", "MTP1", "MTP2"}
     assert {r["tier"] for r in doc["rows"]} == {"short", "ctx300"}

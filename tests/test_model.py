@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -88,3 +91,17 @@ def test_close(tiny_model_path: Path) -> None:
 def test_load_mtp_false_skips_the_head(tiny_model_path: Path) -> None:
     with Model(tiny_model_path, load_mtp=False, n_ctx=256) as m:
         assert m.has_mtp and not m.mtp_loaded
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="an open file cannot be removed")
+def test_mtp_status_and_metadata_come_from_the_loaded_file(
+        synthetic_model: Callable[..., Path], tmp_path: Path) -> None:
+    """has_mtp / mtp_status / metadata use what was read at load time: the file is not read
+    again (here it is gone)."""
+    copy = tmp_path / "model.gguf"
+    shutil.copyfile(synthetic_model(vocab_size=4096), copy)
+    with Model(copy, vocab_only=True) as m:
+        copy.unlink()
+        assert m.has_mtp and m.mtp_status.mtp_blocks == [4] and not m.mtp_status.missing_tensors
+        assert m.metadata["qwen35.nextn_predict_layers"] == 1
+        assert len(m.metadata["tokenizer.ggml.tokens"]) == 4096  # type: ignore[arg-type]

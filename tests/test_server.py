@@ -207,6 +207,8 @@ def test_disconnect_mid_stream_cancels(base: str, caplog: pytest.LogCaptureFixtu
     host, port = base.removeprefix("http://").split(":")
     body = {"prompt": "Once upon a time", "max_tokens": 800, "ignore_eos": True,
             "temperature": 0, "stream": True}
+    _, probe = call(base + "/v1/completions", {**body, "max_tokens": 64, "stream": False})
+    rate = probe["timings"]["predicted_per_second"]  # tokens/s of this model on this machine now
     with caplog.at_level(logging.INFO, logger="llama_mtp.server"):
         conn = http.client.HTTPConnection(host, int(port), timeout=60)
         conn.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
@@ -218,8 +220,12 @@ def test_disconnect_mid_stream_cancels(base: str, caplog: pytest.LogCaptureFixtu
         while not any("disconnected" in r.getMessage() for r in caplog.records):
             assert time.monotonic() < deadline, "the server did not notice the disconnect"
             time.sleep(0.05)
-    status, out = call(base + "/v1/chat/completions", chat_body(max_tokens=4))
+    # one generation at a time: had the 800-token one gone on, this request would wait for it
+    started = time.monotonic()
+    status, out = call(base + "/v1/completions", {**body, "max_tokens": 4, "stream": False})
+    waited = time.monotonic() - started
     assert status == 200 and out["usage"]["completion_tokens"] == 4
+    assert waited < 0.5 * 800 / rate, f"{waited:.2f} s: the disconnected generation kept running"
 
 
 def test_concurrent_requests(base: str) -> None:

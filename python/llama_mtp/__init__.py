@@ -20,6 +20,7 @@ from .errors import (
     ModelLoadError,
     MTPUnavailableError,
     QueueFullError,
+    QuantizeError,
 )
 from ._core import CancelToken
 from .chat import ChatDelta, ChatMessage, ChatResult, ChatStats, ToolCall, ToolCallDelta
@@ -64,5 +65,6 @@ __all__ = [
     "DecodeError",
     "ModelClosedError",
     "QueueFullError",
+    "QuantizeError",
     "__version__",
 ]

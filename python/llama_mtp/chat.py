@@ -9,7 +9,6 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Union
 
 from . import _core
-from .errors import ChatTemplateError
 from .results import FinishReason, GenerationStats
 from .sampling import SamplingParams
 from .streaming import AsyncGenerationStream, GenerationStream
@@ -134,22 +133,17 @@ class ChatSession:
 
     def __init__(self, model: _core.Model, chat_template: str | None, tokenize: Tokenizer) -> None:
         self._tokenize = tokenize
-        try:
-            self._templates = _core.ChatTemplates(model, chat_template or "")
-        except ValueError as exc:
-            raise ChatTemplateError(str(exc)) from None
+        # the core raises ChatTemplateError itself (no template, or one that cannot be parsed)
+        self._templates = _core.ChatTemplates(model, chat_template or "")
 
     def prepare(self, messages: Sequence[MessageLike], sampling: SamplingParams | None,
                 enable_thinking: bool, reasoning_budget: int | None,
                 tools: Sequence[Mapping[str, Any]] | None,
                 tool_choice: str) -> tuple[_core.ChatPrompt, list[int], _core.SamplingOptions]:
         """Render the prompt, tokenize it, and derive the sampling options."""
-        try:
-            prompt = self._templates.apply(_messages_json(messages),
-                                           json.dumps(list(tools)) if tools else "", tool_choice,
-                                           enable_thinking, True)
-        except ValueError as exc:
-            raise ChatTemplateError(str(exc)) from None
+        prompt = self._templates.apply(_messages_json(messages),
+                                       json.dumps(list(tools)) if tools else "", tool_choice,
+                                       enable_thinking, True)
         params = sampling or SamplingParams()
         params = replace(params, stop=list(params.stop) + list(prompt.additional_stops))
         native = params.to_native()

@@ -15,6 +15,9 @@ __all__ = [
     "ModelClosedError",
     "ChatTemplateError",
     "QueueFullError",
+
+
+    "QuantizeError",
 ]
 
 
@@ -53,3 +56,9 @@ class QueueFullError(LlamaMTPError):
     """More requests already wait for a sequence slot than the model's queue holds
     (``max_queue``): retry later, or load the model with a larger ``n_parallel`` / ``max_queue``.
     The server answers 503 with ``Retry-After``."""
+
+
+class QuantizeError(LlamaMTPError):
+    """llama.cpp's quantizer failed on a source that passed validation: the destination cannot be
+    written, or a tensor cannot be converted (an already quantized source needs
+    ``allow_requantize=True``). The message carries llama.cpp's reason."""

@@ -3,7 +3,8 @@
 This is the card's "loadability check": :func:`inspect_gguf` validates the file (magic,
 version, counts, every tensor's bytes inside the file) and summarises what a user wants to
 know before spending minutes loading it: architecture, size, quantization mix, context length,
-and whether an MTP head is present and complete.
+and whether an MTP head is present and complete; :meth:`GGUFReport.check_loadable` then lets
+llama.cpp check the architecture and every tensor's shape without loading weights.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any, Union
 
 from . import _core
+from .errors import LlamaMTPError
 from .system import ensure_backend
 
 MetadataValue = Union[bool, int, float, str, list[bool], list[int], list[float], list[str]]
@@ -134,9 +136,40 @@ class GGUFReport:
                    if f"blk.{b}.{t}.weight" not in names]
         return MTPStatus(declared_layers=n_declared, mtp_blocks=blocks, missing_tensors=missing)
 
+    def check_loadable(self) -> list[str]:
+        """Why llama.cpp would refuse this file (an empty list: it loads).
 
-def _tensor(raw: dict[str, object]) -> TensorInfo:
-    return TensorInfo(**raw)  # type: ignore[arg-type]
+        Besides :attr:`mtp`'s problem, llama.cpp itself reads the metadata and checks every
+        tensor's name and shape against the architecture, without allocating or reading weights
+        (``llama_model_params.no_alloc``): seconds even for a 27B model.
+        """
+        ensure_backend()
+        problems: list[str] = []
+        mtp = self.mtp
+        if mtp.problem:
+            problems.append(mtp.problem)
+        options = _core.ModelOptions()
+        options.no_alloc = True
+        options.n_gpu_layers = 0
+        options.load_mtp = mtp.declared_layers > 0
+        try:
+            _core.Model(self.path, options).close()
+        except (LlamaMTPError, FileNotFoundError) as exc:
+            problems.append(str(exc))
+        return problems
+
+
+def report_from_native(raw: dict[str, Any]) -> GGUFReport:
+    """A :class:`GGUFReport` from the dict that ``_core.read_gguf`` / ``_core.Model.gguf`` return."""
+    return GGUFReport(
+        path=raw["path"],
+        file_size=raw["file_size"],
+        version=raw["version"],
+        alignment=raw["alignment"],
+        data_offset=raw["data_offset"],
+        metadata=dict(raw["metadata"]),
+        tensors=[TensorInfo(**t) for t in raw["tensors"]],
+    )
 
 
 def inspect_gguf(path: str | os.PathLike[str], *, max_array_items: int | None = 64) -> GGUFReport:
@@ -148,13 +181,4 @@ def inspect_gguf(path: str | os.PathLike[str], *, max_array_items: int | None = 
     """
     ensure_backend()
     limit = -1 if max_array_items is None else max_array_items
-    raw = _core.read_gguf(os.fspath(path), limit if limit >= 0 else 2**63 - 1)
-    return GGUFReport(
-        path=raw["path"],
-        file_size=raw["file_size"],
-        version=raw["version"],
-        alignment=raw["alignment"],
-        data_offset=raw["data_offset"],
-        metadata=dict(raw["metadata"]),
-        tensors=[_tensor(t) for t in raw["tensors"]],
-    )
+    return report_from_native(_core.read_gguf(os.fspath(path), limit if limit >= 0 else 2**63 - 1))

@@ -12,7 +12,7 @@ from . import _core
 from .chat import AsyncChatStream, ChatResult, ChatSession, ChatStream, MessageLike
 from .engine import Engine, EngineMetrics
 from .errors import ModelClosedError
-from .gguf_info import MetadataValue, MTPStatus, inspect_gguf
+from .gguf_info import MetadataValue, MTPStatus, report_from_native
 from .results import GenerationOutput
 from .sampling import SamplingParams
 from .speculator import Speculator
@@ -228,9 +228,10 @@ class Model:
 
     @property
     def mtp_status(self) -> MTPStatus:
-        """Whether the file's MTP head is declared and complete (see :class:`MTPStatus`)."""
+        """Whether the file's MTP head is declared and complete (see :class:`MTPStatus`), from the
+        metadata and tensor table read when the model was loaded (the file is not read again)."""
         if self._mtp_status is None:
-            self._mtp_status = inspect_gguf(self._path, max_array_items=0).mtp
+            self._mtp_status = report_from_native(self._native.gguf(0)).mtp
         return self._mtp_status
 
     @property
@@ -247,7 +248,7 @@ class Model:
     def metadata(self) -> dict[str, MetadataValue]:
         """Every GGUF key with its value (strings, ints, floats, bools, lists)."""
         if self._metadata is None:
-            self._metadata = dict(self._native.metadata())
+            self._metadata = report_from_native(self._native.gguf()).metadata
         return self._metadata
 
     @property

@@ -23,8 +23,9 @@ def quantize(
     """Write ``dst`` as a ``quant`` (e.g. ``"Q4_K_M"``) version of the GGUF model ``src``.
 
     Raises ``ValueError`` for an unknown type (the message lists the known ones),
-    ``FileNotFoundError`` / :class:`~llama_mtp.errors.ModelLoadError` for a bad source.
-    ``threads=None`` uses every core.
+    ``FileNotFoundError`` / :class:`~llama_mtp.errors.ModelLoadError` for a missing or broken
+    source, and :class:`~llama_mtp.errors.QuantizeError` (with llama.cpp's reason) when llama.cpp's
+    quantizer fails. ``threads=None`` uses every core.
     """
     ensure_backend()
     if quant.upper() not in QUANT_TYPES:

@@ -40,6 +40,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``llama-mtp`` console script."""
     cli_args.utf8_stdio()
     argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((word for word in argv if not word.startswith("-")), "")
+    try:
+        return _dispatch(argv)
+    except (LlamaMTPError, ValueError, FileNotFoundError, OSError) as exc:
+        print(f"llama-mtp {command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+
+
+def _dispatch(argv: list[str]) -> int:
     # synth and bench own their whole argument lists.
     if argv and argv[0] == "synth":
         from ..synthetic import main as synth_main
@@ -57,11 +69,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.DEBUG if a.verbose > 1 else logging.INFO,
                             format="%(name)s: %(message)s")
         set_log_level(logging.DEBUG if a.verbose > 1 else logging.INFO)
-    try:
-        return int(a.func(a))
-    except (LlamaMTPError, ValueError, FileNotFoundError, OSError) as exc:
-        print(f"llama-mtp {a.command}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(file=sys.stderr)
-        return 130
+    return int(a.func(a))

@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
 
@@ -21,6 +21,9 @@ from ..model import Model
 from ..sampling import SamplingParams
 from ..speculator import Speculator
 from ..system import system_info
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 TIER_TOKENS = {"short": 0, "8k": 6616, "32k": 26738}
 """Prompt lengths of the card's tiers (section 5.3: about 6,616 and 26,738 tokens)."""
@@ -120,8 +123,66 @@ def markdown(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
+def _short(name: str, limit: int = 64) -> str:
+    """``name`` cut in the middle to ``limit`` characters."""
+    if len(name) <= limit:
+        return name
+    keep = (limit - 1) // 2
+    return name[:keep] + "…" + name[-(limit - 1 - keep):]
+
+
+def _variant_colour(variant: str) -> str:
+    """Grey for MTP off, deeper blues for longer drafts (MTP1, MTP2, ...)."""
+    if not variant.startswith("MTP"):
+        return "#9a9a9a"
+    blues = ["#9ecae1", "#4292c6", "#2171b5", "#08519c", "#08306b"]
+    n = int(variant[3:]) if variant[3:].isdigit() else 1
+    return blues[min(max(n, 1), len(blues)) - 1]
+
+
+def chart_figure(rows: list[Row]) -> Figure:
+    """The chart: one panel per model (its file name as the title), bars grouped by tier, one
+    bar per variant (colours in the legend), whiskers min–max, draft acceptance above the
+    whiskers of the MTP bars. Needs matplotlib."""
+    import matplotlib.pyplot as plt
+
+    models = list(dict.fromkeys(r.model for r in rows))
+    tiers = list(dict.fromkeys(r.tier for r in rows))
+    names = list(dict.fromkeys(r.variant for r in rows))
+    by_key = {(r.model, r.tier, r.variant): r for r in rows}
+    width = 0.8 / len(names)
+    fig, axes = plt.subplots(len(models), 1, squeeze=False, layout="constrained",
+                             figsize=(max(6.4, 1.4 + len(tiers) * (0.4 + 0.5 * len(names))),
+                                      1.0 + 2.6 * len(models)))
+    for ax, model in zip(axes[:, 0], models):
+        top = 0.0
+        for j, variant in enumerate(names):
+            here = [(i, by_key[(model, tier, variant)]) for i, tier in enumerate(tiers)
+                    if (model, tier, variant) in by_key]
+            xs = [i - 0.4 + width * (j + 0.5) for i, _ in here]
+            bars = [r for _, r in here]
+            ax.bar(xs, [r.gen_tps for r in bars], width * 0.92, color=_variant_colour(variant),
+                   label=variant, yerr=[[r.gen_tps - r.gen_tps_min for r in bars],
+                                        [r.gen_tps_max - r.gen_tps for r in bars]],
+                   capsize=2, error_kw={"elinewidth": 0.8, "capthick": 0.8})
+            for x, r in zip(xs, bars):
+                top = max(top, r.gen_tps_max)
+                if r.acceptance is not None:
+                    ax.annotate(f"{r.acceptance * 100:.0f}%", xy=(x, r.gen_tps_max), xytext=(0, 2),
+                                textcoords="offset points", ha="center", va="bottom", fontsize=7)
+        ax.set_ylim(0, top * 1.2 if top > 0 else 1.0)  # room for the acceptance labels
+        ax.set_xticks(range(len(tiers)), tiers)
+        ax.set_ylabel("generation tok/s")
+        ax.set_title(_short(model), fontsize=9)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(names), fontsize=8, frameon=False)
+    fig.suptitle("llama-mtp bench: median generation tok/s (whiskers min–max; % = draft acceptance)",
+                 fontsize=10)
+    return fig
+
+
 def chart(rows: list[Row], path: Path) -> bool:
-    """A bar chart of generation tok/s per variant; False when matplotlib is missing."""
+    """Write :func:`chart_figure` as a PNG; False when matplotlib is missing."""
     try:
         import matplotlib
 
@@ -129,20 +190,7 @@ def chart(rows: list[Row], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    labels = [f"{r.model}\n{r.tier}\n{r.variant}" for r in rows]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(rows)), 4.5))
-    values = [r.gen_tps for r in rows]
-    errors = [[r.gen_tps - r.gen_tps_min for r in rows], [r.gen_tps_max - r.gen_tps for r in rows]]
-    bars = ax.bar(range(len(rows)), values, yerr=errors, capsize=3,
-                  color=["#888888" if r.variant == "non-MTP" else "#2a7ab9" for r in rows])
-    for bar, r in zip(bars, rows):
-        if r.acceptance is not None:
-            ax.annotate(f"{r.acceptance * 100:.0f}%", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                        ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(range(len(rows)), labels, fontsize=7)
-    ax.set_ylabel("generation tok/s (median, min–max)")
-    ax.set_title("llama-mtp bench: MTP off vs on (labels: draft acceptance)")
-    fig.tight_layout()
+    fig = chart_figure(rows)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True

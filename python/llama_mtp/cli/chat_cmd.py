@@ -8,7 +8,7 @@ from typing import Any
 
 from ..model import Model
 from . import args as cli_args
-from .report import dim, print_timings
+from .report import ReplyPrinter, print_timings
 
 
 def add_parser(sub: Any) -> None:
@@ -45,13 +45,12 @@ def run(a: argparse.Namespace) -> int:
                                        enable_thinking=a.reasoning != "off",
                                        reasoning_budget=None if a.reasoning_budget < 0 else a.reasoning_budget,
                                        chat_template=template)
+            printer = ReplyPrinter(sys.stdout, None if a.hide_reasoning else sys.stdout)
             try:
                 for delta in stream:
-                    if delta.reasoning_content and not a.hide_reasoning:
-                        sys.stdout.write(dim(delta.reasoning_content, sys.stdout))
-                    if delta.content:
-                        sys.stdout.write(delta.content)
-                    sys.stdout.flush()
+                    printer.reasoning(delta.reasoning_content)
+                    printer.content(delta.content)
+                printer.finish()
             except KeyboardInterrupt:
                 stream.close()  # stops the native loop; the conversation goes on
                 print("\n[stopped]", file=sys.stderr)

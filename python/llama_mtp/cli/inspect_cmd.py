@@ -6,10 +6,8 @@ import argparse
 import json
 from typing import Any
 
-from ..errors import LlamaMTPError, ModelLoadError
+from ..errors import ModelLoadError
 from ..gguf_info import GGUFReport, inspect_gguf
-from .. import _core
-from ..system import ensure_backend
 
 
 def add_parser(sub: Any) -> None:
@@ -29,22 +27,7 @@ def check(path: str) -> tuple[GGUFReport | None, list[str]]:
         report = inspect_gguf(path)
     except (ModelLoadError, FileNotFoundError) as exc:
         return None, [str(exc)]
-    ensure_backend()
-    problems: list[str] = []
-    mtp_problem = report.mtp.problem
-    if mtp_problem:
-        problems.append(mtp_problem)
-    try:
-        # llama.cpp reads the metadata and checks every tensor's name and shape against the
-        # architecture, without allocating or reading weights (llama_model_params.no_alloc).
-        options = _core.ModelOptions()
-        options.no_alloc = True
-        options.n_gpu_layers = 0
-        options.load_mtp = report.mtp.declared_layers > 0
-        _core.Model(path, options).close()
-    except LlamaMTPError as exc:
-        problems.append(str(exc))
-    return report, problems
+    return report, report.check_loadable()
 
 
 def summary(report: GGUFReport, problems: list[str]) -> dict[str, Any]:

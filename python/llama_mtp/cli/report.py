@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TextIO
 
@@ -32,6 +33,56 @@ def print_timings(stats: GenerationStats, out: TextIO | None = None) -> None:
         print(line, file=stream)
 
 
+def styled(stream: TextIO) -> bool:
+    """ANSI styling is wanted: ``stream`` is a terminal and ``NO_COLOR`` (no-color.org) is unset."""
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
 def dim(text: str, stream: TextIO) -> str:
-    """ANSI-dimmed text when ``stream`` is a terminal."""
-    return f"\x1b[2m{text}\x1b[0m" if stream.isatty() else text
+    """ANSI-dimmed text when :func:`styled` says so."""
+    return f"\x1b[2m{text}\x1b[0m" if styled(stream) else text
+
+
+class ReplyPrinter:
+    """Writes a streamed chat reply as llama-cli does: the reasoning between ``[Start thinking]``
+    and ``[End thinking]`` lines (also dimmed on a terminal), then the answer. The markers keep
+    the two apart where dimming does not show: a pipe, a log, ``NO_COLOR``.
+
+    ``reasoning_out=None`` hides the reasoning.
+    """
+
+    START = "[Start thinking]\n"
+    END = "[End thinking]\n\n"
+
+    def __init__(self, content_out: TextIO, reasoning_out: TextIO | None) -> None:
+        self._content_out = content_out
+        self._reasoning_out = reasoning_out
+        self._thinking = False
+        self._line_open = False  # the reasoning written so far does not end with a newline
+
+    def reasoning(self, text: str) -> None:
+        """Write a piece of reasoning (opens the block on the first piece)."""
+        out = self._reasoning_out
+        if out is None or not text:
+            return
+        if not self._thinking:
+            out.write(self.START)
+            self._thinking = True
+        out.write(dim(text, out))
+        self._line_open = not text.endswith("\n")
+        out.flush()
+
+    def content(self, text: str) -> None:
+        """Write a piece of the answer (closes an open reasoning block first)."""
+        if not text:
+            return
+        self.finish()
+        self._content_out.write(text)
+        self._content_out.flush()
+
+    def finish(self) -> None:
+        """Close the reasoning block if one is open (a reply that ended while thinking)."""
+        if self._thinking and self._reasoning_out is not None:
+            self._reasoning_out.write(("\n" if self._line_open else "") + self.END)
+            self._reasoning_out.flush()
+        self._thinking = False

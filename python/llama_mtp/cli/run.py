@@ -12,7 +12,7 @@ from ..chat import ChatResult
 from ..model import Model
 from ..results import GenerationOutput
 from . import args as cli_args
-from .report import dim, print_timings
+from .report import ReplyPrinter, print_timings
 
 
 def add_parser(sub: Any) -> None:
@@ -57,13 +57,11 @@ def run(a: argparse.Namespace) -> int:
                 print(json.dumps(chat_json(a, result), ensure_ascii=False))
                 return 0
             stream = model.chat_stream(messages, sampling, **chat_kwargs)
+            printer = ReplyPrinter(sys.stdout, sys.stderr)  # the answer alone on stdout
             for delta in stream:
-                if delta.reasoning_content:
-                    sys.stderr.write(dim(delta.reasoning_content, sys.stderr))
-                    sys.stderr.flush()
-                if delta.content:
-                    sys.stdout.write(delta.content)
-                    sys.stdout.flush()
+                printer.reasoning(delta.reasoning_content)
+                printer.content(delta.content)
+            printer.finish()
             print()
             assert stream.result is not None
             print_timings(stream.result.stats)

@@ -38,6 +38,7 @@ def make_parser(prog: str = "llama-mtp synth") -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``llama-mtp synth`` (``argv`` without the program name). Returns the
     exit status."""
+    from ..errors import LlamaMTPError
     from .build import build, read_behaviour
     args = make_parser().parse_args(list(argv) if argv is not None else None)
     t0 = time.perf_counter()
@@ -46,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      mtp_agreement=args.mtp_agreement, seed=args.seed, behaviour=args.behaviour,
                      mtp=not args.no_mtp, vocab_size=args.vocab_size, method=args.method,
                      threads=args.threads, progress=False if args.quiet else None)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, LlamaMTPError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     dt = time.perf_counter() - t0
