@@ -71,6 +71,8 @@ class Contender:
         if kind not in KINDS or (args and not kind.startswith("ours")):
             raise SystemExit(f"unknown contender {spec!r}: use {', '.join(KINDS)} or ours:K=V,...")
         self.prompt, self.n_predict, self.clients = prompt, n_predict, clients
+        # written now, while the contenders are made one after the other (they run at once)
+        self.files = self.client_prompts() if clients > 1 else []
         self.mtp = kind.endswith("-mtp")
         self.n_max = cfg.n_max if self.mtp else 0
         self.out: dict[str, Any] = {}
@@ -126,7 +128,7 @@ class Contender:
     def _run_clients(self) -> dict[str, Any]:
         """``clients`` requests at once: HTTP clients against llama-server's slots, one batch
         call into our engine's slots. Counts are summed; ``tokens`` lists each client's."""
-        files = self.client_prompts()
+        files = self.files
         if isinstance(self.engine, bench.Server):
             server = self.engine
             replies: list[dict[str, Any]] = [{} for _ in files]
