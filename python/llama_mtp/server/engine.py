@@ -11,8 +11,8 @@ is a one-line change:
   (and ``ChatDelta.logprobs`` when streamed);
 * ``ChatDelta.tool_calls`` (tool calls streamed as they are parsed; without it a stream sends
   each call whole, in one delta, when the reply ends);
-* ``Model.achat_stream`` / ``Model.achat`` (chat without a thread per request);
-* ``Model.generate(list)`` (``n`` > 1 and list prompts in one batched call);
+* ``Model.achat_stream`` and ``Model.astream`` with its ``output`` (requests without a thread
+  each);
 * ``Model.metrics()`` (``/metrics`` from the engine's own counters);
 * ``errors.QueueFullError`` (503 + ``Retry-After`` from the engine's bounded queue);
 * ``Model(n_parallel=...)`` (``-np``).
@@ -52,10 +52,10 @@ class Features:
 
     logprobs: bool
     chat_logprobs: bool
+    chat_stream_logprobs: bool
     streamed_tool_calls: bool
-    async_chat: bool
+    async_engine: bool
     metrics: bool
-    batched_generate: bool
     n_parallel: int
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,11 +77,11 @@ def detect(model: Model) -> Features:
     return Features(
         logprobs="logprobs" in _fields(SamplingParams),
         chat_logprobs="logprobs" in _fields(ChatResult),
+        chat_stream_logprobs="logprobs" in _fields(ChatDelta),
         streamed_tool_calls="tool_calls" in _fields(ChatDelta),
-        async_chat=callable(getattr(model, "achat_stream", None)),
+        # the engine with achat_stream is the one whose astream() keeps its output
+        async_engine=callable(getattr(model, "achat_stream", None)),
         metrics=callable(getattr(model, "metrics", None)),
-        # the engine that takes n_parallel is the one whose generate() takes a list of prompts
-        batched_generate=model_accepts("n_parallel"),
         n_parallel=int(getattr(model, "n_parallel", 1) or 1),
     )
 
@@ -252,21 +252,22 @@ class ThreadStream(ResultStream[T, R]):
         self._cancel.set()
 
 
-class AsyncChatStream(ResultStream[ChatDelta, ChatResult]):
-    """The engine's own ``Model.achat_stream`` (no thread per request). The final
-    :class:`ChatResult` is read from the iterator's ``result`` attribute, as on ``ChatStream``."""
+class AsyncEngineStream(ResultStream[T, R]):
+    """A stream of the batching engine's async API (``Model.astream`` / ``Model.achat_stream``):
+    no thread per request. Its final result is the iterator's ``output`` (a generation) or
+    ``result`` (a chat) attribute once it is exhausted; ``aclose()`` cancels it."""
 
-    def __init__(self, it: AsyncIterator[ChatDelta],
-                 observe: Callable[[ChatResult], None] | None = None) -> None:
-        self._it, self._observe = it, observe
+    def __init__(self, it: AsyncIterator[T], result_attr: str,
+                 observe: Callable[[R], None] | None = None) -> None:
+        self._it, self._attr, self._observe = it, result_attr, observe
 
-    async def __anext__(self) -> ChatDelta:
+    async def __anext__(self) -> T:
         try:
             return await self._it.__anext__()
         except StopAsyncIteration:
-            self.result = getattr(self._it, "result", None)
+            self.result = getattr(self._it, self._attr, None)
             if self.result is None:
-                raise RuntimeError("the engine's achat_stream ended without a result") from None
+                raise RuntimeError(f"the engine's stream ended without its {self._attr}") from None
             if self._observe is not None:
                 self._observe(self.result)
             raise
@@ -332,6 +333,10 @@ class Engine:
                           cache_prompt: bool = True) -> ResultStream[GenerationChunk, GenerationOutput]:
         """Chunks of one completion; ``result`` is its :class:`GenerationOutput`."""
         model = self.model
+        if self.features.async_engine:
+            return AsyncEngineStream(model.astream(prompt, params, speculator=speculator,
+                                                   cache_prompt=cache_prompt),
+                                     "output", self._observe_output)
 
         def open_stream() -> Iterator[GenerationChunk]:
             return model.stream(prompt, params, speculator=speculator, cache_prompt=cache_prompt)
@@ -341,32 +346,42 @@ class Engine:
 
     async def complete(self, prompts: Sequence[str | list[int]], params: Sequence[SamplingParams],
                        speculator: SpeculatorLike, *, cache_prompt: bool = True) -> list[GenerationOutput]:
-        """Whole completions of several prompts (one per choice), cancellable."""
+        """Whole completions, one per (prompt, params) pair, generated concurrently (the batching
+        engine batches them; today's engine runs them in turn) and cancelled together.
+
+        Not ``Model.generate(list)``: each choice is its own request so that a client that hangs
+        up cancels every one of them (a CancelToken per call)."""
+        if self.features.async_engine:
+            async def collect(prompt: str | list[int], sp: SamplingParams) -> GenerationOutput:
+                stream = self.stream_completion(prompt, sp, speculator, cache_prompt=cache_prompt)
+                try:
+                    async for _ in stream:
+                        pass
+                finally:
+                    await stream.aclose()
+                assert stream.result is not None
+                return stream.result
+
+            return await gather_all(*(collect(p, sp) for p, sp in zip(prompts, params)))
         model, token = self.model, CancelToken()
-        if self.features.batched_generate and len(prompts) > 1:
-            def run() -> list[GenerationOutput]:
-                out: Any = model.generate(list(prompts), list(params),  # type: ignore[arg-type]
-                                          speculator=speculator, cache_prompt=cache_prompt, cancel=token)
-                for o in out:
-                    self._observe_output(o)
-                return list(out)
-        else:
-            def run() -> list[GenerationOutput]:
-                outs = []
-                for p, sp in zip(prompts, params):
-                    outs.append(model.generate(p, sp, speculator=speculator,
-                                               cache_prompt=cache_prompt, cancel=token))
-                    self._observe_output(outs[-1])  # a cancelled one's tokens count too
-                return outs
-        return await in_thread(run, token.cancel, self.inflight, "llama-mtp-server-generate")
+
+        def generate(prompt: str | list[int], sp: SamplingParams) -> GenerationOutput:
+            out = model.generate(prompt, sp, speculator=speculator, cache_prompt=cache_prompt,
+                                 cancel=token)
+            self._observe_output(out)  # a cancelled generation's tokens count too
+            return out
+
+        return await gather_all(*(in_thread(lambda p=p, sp=sp: generate(p, sp), token.cancel,  # type: ignore[misc]
+                                            self.inflight, "llama-mtp-server-generate")
+                                  for p, sp in zip(prompts, params)))
 
     def stream_chat(self, messages: Sequence[MessageLike], params: SamplingParams,
                     **kwargs: Any) -> ResultStream[ChatDelta, ChatResult]:
         """Deltas of one chat reply; ``result`` is its :class:`ChatResult`."""
         model = self.model
-        if self.features.async_chat:
-            return AsyncChatStream(model.achat_stream(messages, params, **kwargs),  # type: ignore[attr-defined]
-                                   self._observe_output)
+        if self.features.async_engine:
+            return AsyncEngineStream(model.achat_stream(messages, params, **kwargs),  # type: ignore[attr-defined]
+                                     "result", self._observe_output)
 
         def open_stream() -> Iterator[ChatDelta]:
             return model.chat_stream(messages, params, **kwargs)

@@ -319,9 +319,11 @@ def _check_prompt_tokens(n_tokens: int, ctx: Context) -> None:
                        n_ctx=ctx.model.n_ctx)
 
 
-def _logprobs_unavailable(ctx: Context, chat: bool) -> APIError | None:
-    if not ctx.features.logprobs or (chat and not ctx.features.chat_logprobs):
-        return bad_request("'logprobs' is not supported by this build's engine yet "
+def _logprobs_unavailable(ctx: Context, chat: bool, stream: bool) -> APIError | None:
+    f = ctx.features
+    if not f.logprobs or (chat and not f.chat_logprobs) or (chat and stream and not f.chat_stream_logprobs):
+        return bad_request("'logprobs' is not supported by this build's engine yet"
+                           f"{' for streamed chat' if chat and stream and f.chat_logprobs else ''} "
                            "(it needs the batching engine's log-probabilities)", "logprobs")
     return None
 
@@ -481,7 +483,7 @@ def chat_request(body: Mapping[str, Any], ctx: Context) -> ChatRequest:
     if top is not None and not logprobs:
         raise bad_request("'top_logprobs' needs 'logprobs': true", "top_logprobs")
     if logprobs:
-        if (err := _logprobs_unavailable(ctx, chat=True)) is not None:
+        if (err := _logprobs_unavailable(ctx, chat=True, stream=stream)) is not None:
             raise err
         params = with_logprobs_checked(params, top or 0)
     n = _n(body, ctx)
@@ -569,7 +571,7 @@ def completion_request(body: Mapping[str, Any], ctx: Context) -> CompletionReque
         raise bad_request("'best_of' other than n is not supported", "best_of")
     logprobs = _number(body, "logprobs", integer=True, lo=0, hi=MAX_TOP_LOGPROBS)
     if logprobs is not None:
-        if (err := _logprobs_unavailable(ctx, chat=False)) is not None:
+        if (err := _logprobs_unavailable(ctx, chat=False, stream=stream)) is not None:
             raise err
         params = with_logprobs_checked(params, logprobs)
     per_prompt = choices_of(params, n)
