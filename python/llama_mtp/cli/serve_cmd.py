@@ -28,12 +28,11 @@ def add_parser(sub: Any) -> None:
                    help="API key(s), comma-separated, repeatable (env: LLAMA_API_KEY)")
     g.add_argument("--api-key-file", type=Path, default=None, metavar="FNAME",
                    help="file with API keys, one per line ('#' comments)")
-    g.add_argument("-np", "--parallel", type=int, default=1,
-                   help="sequence slots served at once (the batching engine)")
     g.add_argument("--metrics", action="store_true", help="(always on) serve /metrics")
     g.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
     g.add_argument("--max-queue", type=int, default=64,
-                   help="generations allowed to wait for a slot before 503 (default: 64)")
+                   help="generations allowed to wait for a slot before 503 (default: 64); -np "
+                   "(with the model options) sets the slots")
     g.add_argument("--max-prompt-tokens", type=int, default=None,
                    help="refuse longer prompts with 400 (default: the context size)")
     g.add_argument("--max-body-size", type=int, default=16 << 20, help="request body limit in bytes")
@@ -60,7 +59,6 @@ def run(a: argparse.Namespace) -> int:
     """Entry point of ``llama-mtp serve``."""
     try:
         from ..server import Limits, serve
-        from ..server.engine import model_accepts
         import uvicorn  # noqa: F401
     except ImportError as exc:
         print(f"llama-mtp serve: the server needs its extra ({exc.name or exc}): {INSTALL_HINT}",
@@ -69,18 +67,12 @@ def run(a: argparse.Namespace) -> int:
     if not logging.getLogger().handlers:  # the access log and uvicorn's lines go to stderr
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     speculator = cli_args.speculator_from(a)
-    kwargs = cli_args.model_kwargs(a)
-    engine_kwargs: dict[str, object] = {"n_parallel": a.parallel, "max_queue": a.max_queue,
-                                        "speculator": speculator}
-    for name, value in engine_kwargs.items():
-        if model_accepts(name):
-            kwargs[name] = value
-    if a.parallel != 1 and not model_accepts("n_parallel"):
-        print("llama-mtp serve: this build's engine serves one generation at a time; -np "
-              f"{a.parallel} ignored", file=sys.stderr)
+    # -np (cli_args' model options) slots; the engine's own queue as long as the server's; the
+    # speculator pinned at load (requests may ask for none or a smaller n_max).
+    kwargs = {**cli_args.model_kwargs(a), "max_queue": max(1, a.max_queue), "speculator": speculator}
     limits = Limits(max_body_bytes=a.max_body_size, max_prompt_tokens=a.max_prompt_tokens,
                     max_queue=a.max_queue)
-    with Model(a.model, **kwargs) as model:  # type: ignore[arg-type]
+    with Model(a.model, **kwargs) as model:
         # uvicorn shuts down gracefully on SIGINT / SIGTERM, then raises the signal again for the
         # previous handler: the shutdown is complete by then, so that is a normal exit (status 0).
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -96,8 +96,9 @@ def create_app(model: Model, *, speculator: SpeculatorLike = None,
     Args:
         model: the loaded :class:`~llama_mtp.Model` (the app does not close it).
         speculator: every request's default speculator (:meth:`Speculator.mtp`, a vLLM-style
-            ``{"method": "mtp", "num_speculative_tokens": 2}``, or ``None`` for plain decoding);
-            a request may override it with ``speculative_config``.
+            ``{"method": "mtp", "num_speculative_tokens": 2}``; ``None``: the one the model was
+            loaded with, else plain decoding); a request may override it with
+            ``speculative_config`` (within what the engine was loaded with).
         api_key: one key, a comma-separated list, or a list: requests must then send
             ``Authorization: Bearer KEY`` (every route but ``/health``).
         model_name: the id ``/v1/models`` reports (default: the file name).
@@ -113,7 +114,8 @@ def create_app(model: Model, *, speculator: SpeculatorLike = None,
     """
     counters = prom.Counters()
     engine = Engine(model, observe=counters.observe)
-    spec = Speculator.coerce(speculator)
+    # The default: the speculator the model's engine was loaded with (Model(speculator=...)).
+    spec = Speculator.coerce(speculator if speculator is not None else getattr(model, "speculator", None))
     sampling = default_sampling if default_sampling is not None else SamplingParams(max_tokens=None)
     limits = limits or Limits()
     ctx = Context(model=model, sampling=sampling, speculator=spec, features=engine.features,

@@ -380,7 +380,7 @@ class Engine:
         """Deltas of one chat reply; ``result`` is its :class:`ChatResult`."""
         model = self.model
         if self.features.async_engine:
-            return AsyncEngineStream(model.achat_stream(messages, params, **kwargs),  # type: ignore[attr-defined]
+            return AsyncEngineStream(model.achat_stream(messages, params, **kwargs),
                                      "result", self._observe_output)
 
         def open_stream() -> Iterator[ChatDelta]:

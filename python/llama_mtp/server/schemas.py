@@ -21,7 +21,7 @@ from ..chat import ChatResult, ChatStats
 from ..grammar import json_object_grammar, json_schema_to_grammar
 from ..model import Model
 from ..results import GenerationStats
-from ..sampling import DEFAULT_SEED, SamplingParams
+from ..sampling import DEFAULT_SEED, SamplingParams, none_means_default, option_fields
 from ..speculator import Speculator
 from .engine import Features, TokenLogprobLike
 from .errors import APIError, bad_request
@@ -74,11 +74,12 @@ class Context:
 
 
 # -- fields --------------------------------------------------------------------------------------
-_SAMPLING_FIELDS = frozenset({
-    "temperature", "top_p", "top_k", "min_p", "typical_p", "repeat_penalty", "repeat_last_n",
-    "presence_penalty", "frequency_penalty", "seed", "max_tokens", "n_predict", "stop",
-    "logit_bias", "grammar", "json_schema", "response_format", "ignore_eos", "n", "stream",
-    "stream_options", "model", "speculative_config", "speculative", "cache_prompt",
+# The sampling fields and their request keys come from SamplingParams itself (option_fields: the
+# one definition the CLI's flags are built from too); these are the other shared fields.
+_SAMPLING_KEYS = {key: f for f in option_fields() for key in f.metadata["keys"]}
+_SAMPLING_FIELDS = frozenset(_SAMPLING_KEYS) | frozenset({
+    "json_schema", "response_format", "n", "stream", "stream_options", "model",
+    "speculative_config", "speculative", "cache_prompt",
 })
 # OpenAI fields that do not change the output: accepted, not used.
 _IGNORED_FIELDS = frozenset({"user", "metadata", "store", "service_tier", "prompt_cache_key",
@@ -207,35 +208,39 @@ def _grammar(body: Mapping[str, Any]) -> tuple[str | None, bool]:
 
 def sampling_from(body: Mapping[str, Any], ctx: Context) -> tuple[SamplingParams, bool]:
     """The request's sampling fields over the server's defaults, and whether a JSON format was
-    asked for. Validated by :class:`SamplingParams` (its ``ValueError`` is a 400)."""
+    asked for. Each :class:`SamplingParams` field is read from its request keys (the first one
+    present), typed by its metadata; the values are validated by SamplingParams (a 400)."""
     kw: dict[str, Any] = {}
-    for key in ("temperature", "top_p", "min_p", "typical_p", "presence_penalty",
-                "frequency_penalty", "repeat_penalty"):
-        if (value := _number(body, key)) is not None:
-            kw[key] = value
-    for key in ("top_k", "repeat_last_n"):
-        if (value := _number(body, key, integer=True)) is not None:
-            kw[key] = value
-    for key in ("max_completion_tokens", "max_tokens", "n_predict"):
-        if (value := _number(body, key, integer=True, lo=-1)) is not None:
-            kw["max_tokens"] = None if value == -1 else value
-            break
-    if (seed := _number(body, "seed", integer=True, lo=-1, hi=0xFFFFFFFF)) is not None:
-        kw["seed"] = DEFAULT_SEED if seed == -1 else seed
-    stop = body.get("stop")
-    if stop is not None:
-        if isinstance(stop, str):
-            stop = [stop]
-        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-            raise bad_request("'stop' must be a string or a list of strings", "stop")
-        kw["stop"] = [s for s in stop if s]
-    if body.get("logit_bias") is not None:
-        kw["logit_bias"] = _logit_bias(body["logit_bias"], ctx.model)
+    for f in option_fields():
+        key = next((k for k in f.metadata["keys"] if k in body), None)
+        if key is None or f.name == "grammar":  # the grammar: with the JSON formats, below
+            continue
+        kind, value = f.metadata["kind"], body[key]
+        if f.name == "logit_bias":
+            kw[f.name] = _logit_bias(value, ctx.model)
+        elif f.name == "stop":
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise bad_request(f"'{key}' must be a string or a list of strings", key)
+            kw[f.name] = [v for v in value if v]
+        elif kind is bool:
+            kw[f.name] = _bool(body, key)
+        elif kind is int:
+            hi = 0xFFFFFFFF if f.name == "seed" else None
+            lo = -1 if f.name in ("seed", "max_tokens") else None
+            kw[f.name] = none_means_default(f.name, _number(body, key, integer=True, lo=lo, hi=hi))
+        elif kind is float:
+            kw[f.name] = _number(body, key)
+        elif kind is str:
+            if not isinstance(value, str):
+                raise bad_request(f"'{key}' must be a string", key)
+            kw[f.name] = value
+        else:  # a field kind this server does not know how to read
+            raise bad_request(f"'{key}' is not supported", key)
     grammar, json_format = _grammar(body)
     if grammar is not None:
         kw["grammar"] = grammar
-    if "ignore_eos" in body:
-        kw["ignore_eos"] = _bool(body, "ignore_eos")
     base = ctx.sampling
     try:
         params = replace(base, **{"stop": list(base.stop), "logit_bias": dict(base.logit_bias), **kw})

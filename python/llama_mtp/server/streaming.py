@@ -105,11 +105,10 @@ class EventStreamResponse(Response):
             # up: stop generating, tell the client in-band, end the response normally.
             producer.cancel()
             watcher.cancel()
-            await asyncio.gather(producer, watcher, return_exceptions=True)
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-            try:
+            try:  # first, while the event loop still runs: the ASGI server will not wait long
                 await send({"type": "http.response.body", "more_body": True, "body": event(
                     {"error": {"message": "the server is shutting down", "type": "unavailable_error",
                                "param": None, "code": 503}}) + DONE})
@@ -117,6 +116,13 @@ class EventStreamResponse(Response):
             except Exception:  # the client is gone too
                 pass
             logger.info("stream cancelled: the server is shutting down")
+            # The generation ends (the stream's clean-up cancels it); the closing event loop may
+            # cancel this task once more meanwhile: the clean-up still completes.
+            cleanup = asyncio.gather(producer, watcher, return_exceptions=True)
+            try:
+                await asyncio.shield(cleanup)
+            except asyncio.CancelledError:
+                await cleanup
             return
         if producer.done():
             watcher.cancel()
