@@ -215,6 +215,33 @@ def test_queue_full_is_503_with_retry_after(model: Model) -> None:
         assert status == 503  # three generations do not fit in 1 slot + 1 queued
 
 
+def test_engine_queue_full_is_503(tiny_model_path: Path) -> None:
+    from llama_mtp import errors
+
+    if not hasattr(errors, "QueueFullError"):
+        pytest.skip("needs the engine's QueueFullError (the batching engine)")
+    with Model(tiny_model_path, n_ctx=4096, n_threads=1, n_parallel=1, max_queue=1) as small:  # type: ignore[call-arg]
+        # no limit of the server's own: the engine's bounded queue answers
+        with BackgroundServer(create_app(small, limits=Limits(max_queue=None))) as srv:
+            running = open_stream(srv.url, LONG)  # the one slot
+            waiting = socket.create_connection(running.getpeername()[:2], timeout=60)
+            data = json.dumps({**LONG, "stream": True}).encode()
+            waiting.sendall(f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                            f"Content-Length: {len(data)}\r\n\r\n".encode() + data)  # the one queued
+            try:
+                deadline = time.monotonic() + 30
+                while small.metrics().requests_deferred < 1:  # type: ignore[attr-defined]
+                    assert time.monotonic() < deadline, "the second request was not queued"
+                    time.sleep(0.02)
+                r = httpx.post(srv.url + "/v1/completions", json={"prompt": "x", "max_tokens": 2},
+                               timeout=60)
+                assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+                assert r.json()["error"]["type"] == "unavailable_error"
+            finally:
+                running.close()
+                waiting.close()
+
+
 # -- clients that hang up --------------------------------------------------------------------------
 def _time_to_answer(base: str) -> float:
     t0 = time.monotonic()
