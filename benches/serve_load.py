@@ -233,12 +233,28 @@ def run_one(kind: str, model: Path, a: argparse.Namespace, log_dir: Path) -> Res
         log.close()
 
 
+def _rounded(obj: Any) -> Any:
+    """Seconds to 0.1 ms in the raw JSON (it holds every request's gaps)."""
+    if isinstance(obj, float):
+        return round(obj, 4)
+    if isinstance(obj, dict):
+        return {k: _rounded(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_rounded(v) for v in obj]
+    return obj
+
+
+def _load(value: Any) -> str:
+    return "unknown" if not value else " / ".join(f"{v:.1f}" for v in value)
+
+
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     """A table of the runs (and the tok/s ratio when there are two)."""
     out = [f"# Server load: {meta['clients']} streaming clients, {meta['duration']} s "
            f"(after {meta['warmup']} s warm-up), -np {meta['np']}, -t {meta['threads']}",
            "", f"Model `{meta['model']}`, {meta['max_tokens']} tokens a request, greedy, "
-           f"MTP {meta['mtp'] or 'off'}. Command: `{meta['command']}`", "",
+           f"MTP {meta['mtp'] or 'off'}; {meta['cpus']} CPUs, load average before the run "
+           f"{_load(meta['loadavg_before'])}. Command: `{meta['command']}`", "",
            "| server | requests | errors | tok/s | TTFT p50 / p99 ms | ITL p50 / p99 ms | "
            "RSS after warm-up / end MB (growth) |", "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
@@ -277,19 +293,22 @@ def main(argv: list[str] | None = None) -> int:
             model.parent.mkdir(parents=True, exist_ok=True)
             synthetic.build(model, preset="tiny", quant="Q8_0", mtp_agreement=0.8, progress=False)
     kinds = ["ours", "llama-server"] if a.server == "both" else [a.server]
-    log_dir = (a.out.parent if a.out else refs.CACHE) / "logs"
+    log_dir = refs.CACHE / "logs"  # git-ignored
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     rows, runs = [], []
     for kind in kinds:
         res = run_one(kind, model, a, log_dir)
         row = res.summary()
         rows.append(row)
-        runs.append({"summary": row, "command": res.command, "rss_mb": res.rss_mb,
-                     "requests": [asdict(r) for r in res.requests]})
+        runs.append({"summary": row, "command": res.command,
+                     "rss_mb": [(round(t, 2), round(mb, 1)) for t, mb in res.rss_mb],
+                     "requests": [_rounded(asdict(r)) for r in res.requests]})
         print(json.dumps(row), file=sys.stderr)
     meta = {"clients": a.clients, "duration": a.duration, "warmup": a.warmup, "np": a.np,
             "threads": a.threads, "ctx": a.ctx, "max_tokens": a.max_tokens, "mtp": a.mtp,
             "model": str(model), "command": shlex.join([sys.executable, *sys.argv]),
-            "machine": platform.platform(), "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "machine": platform.platform(), "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "loadavg_before": load_before}
     md = markdown(rows, meta)
     print(md)
     if a.out is not None:
