@@ -411,6 +411,31 @@ def test_mounted_under_a_prefix(model: Model) -> None:
         assert call(srv.url, "/llm/v1/nothing", headers={"Authorization": "Bearer k"})[0] == 404
 
 
+def test_shutdown_of_a_mounted_app(model: Model) -> None:
+    """Mounted apps get no lifespan: ``app.state.llama_mtp.shutdown()`` ends their streams."""
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    llm = create_app(model)
+    with BackgroundServer(Starlette(routes=[Mount("/llm", app=llm)])) as srv:
+        sock = open_stream(srv.url, LONG, "/llm/v1/completions")
+        t0 = time.monotonic()
+        asyncio.run(llm.state.llama_mtp.shutdown())
+        sock.settimeout(30)
+        rest = b""
+        while b"data: [DONE]" not in rest:
+            chunk = sock.recv(65536)
+            assert chunk, rest
+            rest += chunk
+        sock.close()
+        assert time.monotonic() - t0 < 10  # ended, not run to its 3000 tokens
+        status, err = call(srv.url, "/llm/v1/completions", {"prompt": "x", "max_tokens": 2})
+        assert status == 503 and err["error"]["type"] == "unavailable_error"
+        assert call(srv.url, "/llm/health")[0] == 503
+
+
 def test_mounted_in_fastapi(model: Model) -> None:
     import fastapi  # the test extra installs it
 

@@ -257,14 +257,24 @@ class AsyncEngineStream(ResultStream[T, R]):
     no thread per request. Its final result is the iterator's ``output`` (a generation) or
     ``result`` (a chat) attribute once it is exhausted; ``aclose()`` cancels it."""
 
-    def __init__(self, it: AsyncIterator[T], result_attr: str,
+    def __init__(self, it: AsyncIterator[T], result_attr: str, inflight: InFlight,
                  observe: Callable[[R], None] | None = None) -> None:
         self._it, self._attr, self._observe = it, result_attr, observe
+        loop = asyncio.get_running_loop()
+
+        def cancel() -> None:  # from InFlight.cancel_all, on another thread
+            try:
+                loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self.aclose()))
+            except RuntimeError:  # the loop is gone, and the stream with it
+                pass
+
+        self._inflight, self._key = inflight, inflight.add(cancel)
 
     async def __anext__(self) -> T:
         try:
             return await self._it.__anext__()
         except StopAsyncIteration:
+            self._inflight.remove(self._key)
             self.result = getattr(self._it, self._attr, None)
             if self.result is None:
                 raise RuntimeError(f"the engine's stream ended without its {self._attr}") from None
@@ -273,6 +283,7 @@ class AsyncEngineStream(ResultStream[T, R]):
             raise
 
     async def aclose(self) -> None:
+        self._inflight.remove(self._key)
         close = getattr(self._it, "aclose", None)
         if close is not None:
             await close()
@@ -336,7 +347,7 @@ class Engine:
         if self.features.async_engine:
             return AsyncEngineStream(model.astream(prompt, params, speculator=speculator,
                                                    cache_prompt=cache_prompt),
-                                     "output", self._observe_output)
+                                     "output", self.inflight, self._observe_output)
 
         def open_stream() -> Iterator[GenerationChunk]:
             return model.stream(prompt, params, speculator=speculator, cache_prompt=cache_prompt)
@@ -381,7 +392,7 @@ class Engine:
         model = self.model
         if self.features.async_engine:
             return AsyncEngineStream(model.achat_stream(messages, params, **kwargs),
-                                     "result", self._observe_output)
+                                     "result", self.inflight, self._observe_output)
 
         def open_stream() -> Iterator[ChatDelta]:
             return model.chat_stream(messages, params, **kwargs)

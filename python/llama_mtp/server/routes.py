@@ -96,6 +96,9 @@ class ServerState:
         mounted in another (Starlette does not pass the lifespan on to mounted apps)."""
         self.closing = True
         await asyncio.to_thread(self.engine.inflight.cancel_all, join_timeout)
+        deadline = time.monotonic() + join_timeout  # the engine's async streams close on the loop
+        while len(self.engine.inflight) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
 
 def _request_id(request: Request) -> str:
