@@ -312,13 +312,14 @@ def test_graceful_shutdown_cancels_in_flight(model: Model) -> None:
     assert b"the server is shutting down" in b"".join(received)  # told in-band, stream ended
     assert len(app.state.llama_mtp.engine.inflight) == 0  # every generation thread ended
     if before is not None:  # the engine's request ended early: cancelled, not run to the end
-        # (the engine counts a request's tokens when it finishes; its requests_processing gauge
-        # is not refreshed once the engine is idle, so it is not used here)
+        # (the engine counts a request's tokens when it finishes)
         deadline = time.monotonic() + 10
         while model.metrics().requests_finished_total == before.requests_finished_total:
             assert time.monotonic() < deadline, "the engine's request did not end"
             time.sleep(0.02)
-        assert model.metrics().tokens_predicted_total - before.tokens_predicted_total < 3000
+        after = model.metrics()
+        assert after.tokens_predicted_total - before.tokens_predicted_total < 3000
+        assert after.requests_processing == 0
     assert model.generate("Once", SamplingParams.greedy(2)).tokens
 
 

@@ -37,7 +37,7 @@ from ..chat import ChatDelta, ChatResult, MessageLike
 from ..model import Model, SpeculatorLike
 from ..results import GenerationChunk, GenerationOutput, GenerationStats
 from ..sampling import SamplingParams
-from .._core import CancelToken
+from .. import CancelToken
 
 logger = logging.getLogger("llama_mtp.server")
 
