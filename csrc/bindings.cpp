@@ -210,4 +210,5 @@ PYBIND11_MODULE(_core, m) {
     llama_mtp::bind_engine(m);
     llama_mtp::bind_chat(m);
     llama_mtp::bind_testing(m);
+    llama_mtp::bind_grammar(m);
 }

@@ -22,5 +22,6 @@ using StrDict = pybind11::typing::Dict<pybind11::str, pybind11::object>;
 // A GGUF's header, metadata (arrays cut to `max_array_items` items) and tensor table as the dict
 // that llama_mtp.gguf_info turns into a GGUFReport: one conversion for read_gguf() and Model.
 StrDict gguf_to_dict(const GgufFile& f, size_t max_array_items);
+void bind_grammar(pybind11::module_& m);
 
 }  // namespace llama_mtp

@@ -4,7 +4,7 @@ llama-mtp native core: llama.cpp with MTP speculative decoding.
 from __future__ import annotations
 import collections.abc
 import typing
-__all__: list[str] = ['CancelToken', 'ChatDelta', 'ChatParsed', 'ChatPrompt', 'ChatStreamParser', 'ChatTemplates', 'ChatToolCall', 'ContextOptions', 'Engine', 'EngineMetrics', 'EngineOptions', 'GenerationResult', 'GenerationStats', 'Model', 'ModelOptions', 'Request', 'SamplingOptions', 'SpeculatorOptions', 'TokenLogprob', 'begin_shutdown', 'init_backend', 'quantization_types', 'quantize', 'read_gguf', 'set_log_sink', 'speculator_types', 'system_info', 'validate_context', 'validate_sampling', 'validate_speculator']
+__all__: list[str] = ['CancelToken', 'ChatDelta', 'ChatParsed', 'ChatPrompt', 'ChatStreamParser', 'ChatTemplates', 'ChatToolCall', 'ContextOptions', 'Engine', 'EngineMetrics', 'EngineOptions', 'GenerationResult', 'GenerationStats', 'Model', 'ModelOptions', 'Request', 'SamplingOptions', 'SpeculatorOptions', 'TokenLogprob', 'begin_shutdown', 'init_backend', 'json_schema_to_grammar', 'quantization_types', 'quantize', 'read_gguf', 'set_log_sink', 'speculator_types', 'system_info', 'validate_context', 'validate_sampling', 'validate_speculator']
 class ModelOptions:
     """
     Options for loading a model.
@@ -672,6 +672,10 @@ def begin_shutdown() -> None:
 def init_backend(backend_dir: str) -> None:
     """
     Initialise llama.cpp's backends once (loads run-time backends from backend_dir).
+    """
+def json_schema_to_grammar(schema_json: str) -> str:
+    """
+    GBNF grammar accepting exactly the JSON documents valid under a JSON schema (given as JSON text), by llama.cpp's common/json-schema-to-grammar. Raises ValueError for invalid or unsupported schemas.
     """
 def quantization_types() -> list[str]:
     """
