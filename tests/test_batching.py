@@ -11,7 +11,7 @@ from typing import Callable
 
 import pytest
 
-from llama_mtp import (ContextOverflowError, Model, QueueFullError, SamplingParams, Speculator,
+from llama_mtp import (CancelToken, ContextOverflowError, Model, QueueFullError, SamplingParams, Speculator,
                        synthetic)
 
 ModelFactory = Callable[..., Path]
@@ -88,6 +88,10 @@ def test_generate_a_list_returns_outputs_in_order(tiny: Model, tiny_model_path: 
         tiny.generate(PROMPTS[:2], [greedy(4)])
     token_prompts = tiny.generate([tiny.tokenize(PROMPTS[0]), tiny.tokenize(PROMPTS[1])], greedy(8))
     assert token_prompts[0].tokens == outs[0].tokens[:8]
+    token = CancelToken()
+    threading.Timer(0.2, token.cancel).start()
+    cancelled = tiny.generate(PROMPTS[:3], greedy(None, ignore_eos=True), cancel=token)
+    assert [o.finish_reason for o in cancelled] == ["cancelled"] * 3
 
 
 @pytest.fixture(scope="module")

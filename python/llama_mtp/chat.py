@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Union
 
 from . import _core
-from .results import FinishReason, GenerationStats
+from .results import FinishReason, GenerationChunk, GenerationOutput, GenerationStats, TokenLogprob
 from .sampling import SamplingParams
 from .streaming import AsyncGenerationStream, GenerationStream
 
@@ -83,6 +83,8 @@ class ChatResult:
     stats: ChatStats
     text: str
     """The raw generated text, before splitting."""
+    logprobs: list[TokenLogprob] | None = None
+    """One per generated token when ``SamplingParams.logprobs`` was set, else ``None``."""
 
     @property
     def message(self) -> ChatMessage:
@@ -110,6 +112,8 @@ class ChatDelta:
     content: str = ""
     reasoning_content: str = ""
     tool_calls: list[ToolCallDelta] = field(default_factory=list)
+    logprobs: list[TokenLogprob] | None = None
+    """The log-probabilities of the tokens decoded since the previous delta, when asked for."""
 
 
 def _messages_json(messages: Sequence[MessageLike]) -> str:
@@ -160,12 +164,11 @@ class ChatSession:
         return prompt, self._tokenize(prompt.prompt), native
 
     @staticmethod
-    def result(prompt: _core.ChatPrompt, text: str, finish_reason: FinishReason,
-               stats: GenerationStats) -> ChatResult:
+    def result(prompt: _core.ChatPrompt, out: GenerationOutput) -> ChatResult:
         """Split a finished reply (parsed once, as a whole)."""
         parser = _core.ChatStreamParser(prompt)
-        parser.push(text, True)
-        return _result(parser, text, finish_reason, stats)
+        parser.push(out.text, True)
+        return _result(parser, out)
 
 
 def _delta(d: _core.ChatDelta) -> ChatDelta:
@@ -174,25 +177,47 @@ def _delta(d: _core.ChatDelta) -> ChatDelta:
     return ChatDelta(d.content, d.reasoning_content, calls)
 
 
-def _merge(deltas: list[_core.ChatDelta]) -> ChatDelta | None:
+def _merge(deltas: list[_core.ChatDelta], logprobs: list[TokenLogprob] | None) -> ChatDelta | None:
     """One ChatDelta for the pieces of one step (None when there is nothing new)."""
-    if not deltas:
-        return None
     parts = [_delta(d) for d in deltas]
     merged = ChatDelta("".join(p.content for p in parts), "".join(p.reasoning_content for p in parts),
-                       [c for p in parts for c in p.tool_calls])
+                       [c for p in parts for c in p.tool_calls], logprobs or None)
     if not (merged.content or merged.reasoning_content or merged.tool_calls):
         return None
     return merged
 
 
-def _result(parser: _core.ChatStreamParser, text: str, finish_reason: FinishReason,
-            stats: GenerationStats) -> ChatResult:
+def _result(parser: _core.ChatStreamParser, out: GenerationOutput) -> ChatResult:
     parsed = parser.message()
-    chat_stats = ChatStats(**asdict(stats), reasoning_chars=len(parsed.reasoning_content),
+    chat_stats = ChatStats(**asdict(out.stats), reasoning_chars=len(parsed.reasoning_content),
                            content_chars=len(parsed.content))
     calls = [ToolCall(c.name, c.arguments, c.id) for c in parsed.tool_calls]
-    return ChatResult(parsed.content, parsed.reasoning_content, calls, finish_reason, chat_stats, text)
+    return ChatResult(parsed.content, parsed.reasoning_content, calls, out.finish_reason, chat_stats, out.text,
+                      out.logprobs)
+
+
+class _Assembler:
+    """Turns a request's chunks into chat deltas (llama.cpp's parser, kept between chunks) and,
+    at the end, the ChatResult. Log-probabilities of tokens whose text made no delta yet (a tag
+    still forming) travel with the next delta."""
+
+    def __init__(self, prompt: _core.ChatPrompt) -> None:
+        self.parser = _core.ChatStreamParser(prompt)
+        self.pending: list[TokenLogprob] = []
+
+    def chunk(self, chunk: GenerationChunk) -> ChatDelta | None:
+        if chunk.logprobs:
+            self.pending.extend(chunk.logprobs)
+        delta = _merge(self.parser.push(chunk.text, False), self.pending)
+        if delta is not None:
+            self.pending = []
+        return delta
+
+    def end(self, out: GenerationOutput | None) -> tuple[ChatDelta | None, ChatResult]:
+        assert out is not None
+        delta = _merge(self.parser.push("", True), self.pending)
+        self.pending = []
+        return delta, _result(self.parser, out)
 
 
 class ChatStream(Iterator[ChatDelta]):
@@ -202,7 +227,7 @@ class ChatStream(Iterator[ChatDelta]):
     handed out as a delta (``common_chat_msg_diff``), tool-call pieces included."""
 
     def __init__(self, prompt: _core.ChatPrompt, chunks: GenerationStream) -> None:
-        self._parser = _core.ChatStreamParser(prompt)
+        self._assembler = _Assembler(prompt)
         self._chunks = chunks
         self.result: ChatResult | None = None
         """The complete reply, once the stream is exhausted."""
@@ -215,15 +240,11 @@ class ChatStream(Iterator[ChatDelta]):
             try:
                 chunk = next(self._chunks)
             except StopIteration:
-                out = self._chunks.output
-                assert out is not None
-                deltas = self._parser.push("", True)
-                self.result = _result(self._parser, out.text, out.finish_reason, out.stats)
-                delta = _merge(deltas)
+                delta, self.result = self._assembler.end(self._chunks.output)
                 if delta is not None:
                     return delta
                 break
-            delta = _merge(self._parser.push(chunk.text, False))
+            delta = self._assembler.chunk(chunk)
             if delta is not None:
                 return delta
         raise StopIteration
@@ -237,7 +258,7 @@ class AsyncChatStream(AsyncIterator[ChatDelta]):
     """Async form of :class:`ChatStream`; afterwards :attr:`result` holds the :class:`ChatResult`."""
 
     def __init__(self, prompt: _core.ChatPrompt, chunks: AsyncGenerationStream) -> None:
-        self._parser = _core.ChatStreamParser(prompt)
+        self._assembler = _Assembler(prompt)
         self._chunks = chunks
         self.result: ChatResult | None = None
         """The complete reply, once the stream is exhausted."""
@@ -250,15 +271,11 @@ class AsyncChatStream(AsyncIterator[ChatDelta]):
             try:
                 chunk = await self._chunks.__anext__()
             except StopAsyncIteration:
-                out = self._chunks.output
-                assert out is not None
-                deltas = self._parser.push("", True)
-                self.result = _result(self._parser, out.text, out.finish_reason, out.stats)
-                delta = _merge(deltas)
+                delta, self.result = self._assembler.end(self._chunks.output)
                 if delta is not None:
                     return delta
                 break
-            delta = _merge(self._parser.push(chunk.text, False))
+            delta = self._assembler.chunk(chunk)
             if delta is not None:
                 return delta
         raise StopAsyncIteration

@@ -150,12 +150,14 @@ class Engine:
         return GenerationOutput.from_native(request.result(), sampling.logprobs >= 0)
 
     def generate_many(self, requests: Sequence[tuple[Sequence[int], _core.SamplingOptions]],
-                      speculator: Speculator, *, cache_prompt: bool = True) -> list[GenerationOutput]:
-        """Submit every request at once and wait for all (they are batched together)."""
+                      speculator: Speculator, *, cache_prompt: bool = True,
+                      cancel: _core.CancelToken | None = None) -> list[GenerationOutput]:
+        """Submit every request at once and wait for all (they are batched together); ``cancel``
+        stops them all."""
         handles: list[_core.Request] = []
         try:
             for tokens, sampling in requests:
-                handles.append(self.submit(tokens, sampling, speculator, cache_prompt=cache_prompt))
+                handles.append(self.submit(tokens, sampling, speculator, cache_prompt=cache_prompt, cancel=cancel))
             return [GenerationOutput.from_native(h.result(), s.logprobs >= 0)
                     for h, (_, s) in zip(handles, requests)]
         except BaseException:

@@ -390,7 +390,7 @@ class Model:
                 if len(params) != len(prompts):
                     raise ValueError(f"{len(prompts)} prompts but {len(params)} SamplingParams")
             batch = [(self._prompt_tokens(p), sp.to_native()) for p, sp in zip(prompts, params)]
-            return self._get_engine().generate_many(batch, spec, cache_prompt=cache_prompt)
+            return self._get_engine().generate_many(batch, spec, cache_prompt=cache_prompt, cancel=cancel)
         if sampling is not None and not isinstance(sampling, SamplingParams):
             raise TypeError("a list of SamplingParams goes with a list of prompts")
         single: Prompt = prompt  # type: ignore[assignment]
@@ -456,7 +456,7 @@ class Model:
         prompt, tokens, native = self._chat_request(messages, sampling, enable_thinking, reasoning_budget,
                                                     tools, tool_choice, chat_template)
         out = self._get_engine().generate(tokens, native, self._resolve(speculator))
-        return ChatSession.result(prompt, out.text, out.finish_reason, out.stats)
+        return ChatSession.result(prompt, out)
 
     def chat_stream(self, messages: Sequence[MessageLike], sampling: SamplingParams | None = None, *,
                     speculator: SpeculatorLike = None, enable_thinking: bool = True,
