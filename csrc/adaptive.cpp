@@ -133,26 +133,44 @@ void DraftController::seed(const AcceptanceEstimate& from) {
     acceptance_ = seeded;
 }
 
-int DraftController::choose(const StepCosts& steps, const DraftCosts& drafts, int depth, int other_rows) {
+DraftController::Choice DraftController::choose(const StepCosts& steps, const DraftCosts& drafts, int depth,
+                                                int other_rows) {
     const int limit = std::min(n_max_, depth);
-    if (limit <= 0) return 0;
+    if (limit <= 0) return {};
     if (!steps.known(other_rows + 1) && !tried_plain_) {
         tried_plain_ = true;  // the cost of a plain step must be measured once to compare
-        return 0;
+        return {};
     }
     const int k = best_draft_length(
         acceptance_.p(), [&](int rows) { return steps.seconds(rows); }, drafts.seconds(depth), other_rows, limit);
     if (k > 0) {
         plain_steps_ = 0;
         probe_interval_ = 4;
-        return k;
+        drop_probe();
+        return {k, false};
     }
-    if (++plain_steps_ >= probe_interval_) {
+    if (!probing() && ++plain_steps_ >= probe_interval_) {
         plain_steps_ = 0;
-        probe_interval_ = std::min(probe_interval_ * 2, 64);
-        return limit;  // a probe: does drafting pay again?
+        probe_interval_ = std::min(probe_interval_ * 2, 32);
+        return {limit, true};  // does drafting pay again?
     }
-    return 0;
+    return {};
+}
+
+void DraftController::start_probe(std::vector<int32_t> draft) {
+    probe_draft_ = std::move(draft);
+    probe_matched_ = 0;
+}
+
+std::pair<int, int> DraftController::observe(int32_t token) {
+    if (!probing()) return {0, 0};
+    if (token == probe_draft_[probe_matched_]) {
+        if (++probe_matched_ < probe_draft_.size()) return {0, 0};
+    }
+    const std::pair<int, int> outcome{static_cast<int>(probe_draft_.size()), static_cast<int>(probe_matched_)};
+    acceptance_.update(outcome.first, outcome.second);
+    drop_probe();
+    return outcome;
 }
 
 }  // namespace llama_mtp

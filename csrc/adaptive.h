@@ -7,7 +7,9 @@
 //     of a drafting pass of d steps, measured on this machine, for this model (StepCosts,
 //     DraftCosts).
 // k = 0 is plain decoding; while there, a sequence still drafts now and then (a probe, at growing
-// intervals) so that it notices when drafting starts to pay.
+// intervals) so that it notices when drafting starts to pay. A probe is a *shadow* draft: drafted
+// but not verified -- the tokens plain decoding produces next are compared with it, which
+// measures the acceptance without paying for verification rows.
 //
 // llama.cpp's MTP drafter runs every drafting pass to the speculator's depth (its n_max) and only
 // then truncates each sequence's draft, so the draft *depth* is chosen separately, between
@@ -17,6 +19,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <utility>
 #include <vector>
 
 namespace llama_mtp {
@@ -39,7 +42,7 @@ int best_draft_depth(const std::vector<double>& p, const std::function<double(in
 // exponentially weighted average over the recent verification steps.
 class AcceptanceEstimate {
 public:
-    explicit AcceptanceEstimate(int n_max = 0, double prior = 0.8, double weight = 0.1);
+    explicit AcceptanceEstimate(int n_max = 0, double prior = 0.8, double weight = 0.25);
     // A verification of a draft of `drafted` tokens accepted the first `accepted` of them.
     void update(int drafted, int accepted);
     const std::vector<double>& p() const { return p_; }
@@ -81,10 +84,23 @@ private:
 // The per-sequence state of the controller: acceptance, and when to probe while at k = 0.
 class DraftController {
 public:
+    // What to do in the next step: draft `length` tokens and verify them, or (probe) draft but
+    // only compare the draft with the tokens plain decoding produces next.
+    struct Choice {
+        int length = 0;
+        bool probe = false;
+    };
+
     explicit DraftController(int n_max = 0);
-    // The draft length for the next step (a probe of n_max when one is due while at k = 0).
-    int choose(const StepCosts& steps, const DraftCosts& drafts, int depth, int other_rows);
+    Choice choose(const StepCosts& steps, const DraftCosts& drafts, int depth, int other_rows);
     void verified(int drafted, int accepted) { acceptance_.update(drafted, accepted); }
+
+    // Shadow probes: the draft to compare with the coming tokens, and each token as it comes.
+    void start_probe(std::vector<int32_t> draft);
+    bool probing() const { return !probe_draft_.empty(); }
+    // Returns the probe's outcome (drafted, accepted) once it is known, else (0, 0).
+    std::pair<int, int> observe(int32_t token);
+    void drop_probe() { probe_draft_.clear(); }
     // Starts from another estimate (the engine's, over all sequences).
     void seed(const AcceptanceEstimate& from);
     const AcceptanceEstimate& acceptance() const { return acceptance_; }
@@ -95,6 +111,8 @@ private:
     bool tried_plain_ = false;
     int plain_steps_ = 0;     // consecutive steps at k = 0
     int probe_interval_ = 4;  // doubles after every probe that does not bring drafting back
+    std::vector<int32_t> probe_draft_;
+    size_t probe_matched_ = 0;
 };
 
 }  // namespace llama_mtp

@@ -451,6 +451,7 @@ void Engine::step(std::vector<Pending>& admitted) {
 
     // ---- drafts: one pass for every speculating slot ------------------------------------------
     std::vector<DraftJob> jobs;
+    std::vector<Slot*> probes;  // adaptive slots drafting a shadow probe (not verified)
     for (Slot* slot : generating) {
         slot->draft.clear();
         if (!slot->speculate()) continue;
@@ -463,13 +464,20 @@ void Engine::step(std::vector<Pending>& admitted) {
         }
         if (n_rs_seq_ > 0) budget = std::min(budget, static_cast<int32_t>(n_rs_seq_));
         budget = std::min(budget, speculator_->depth());
+        bool probe = false;
         if (speculator_->options().adaptive && budget > 0) {
             const int other_rows = static_cast<int>(generating.size()) - 1;
-            budget = std::min(budget, slot->controller.choose(step_costs_, draft_costs_, speculator_->depth(), other_rows));
+            const auto choice = slot->controller.choose(step_costs_, draft_costs_, speculator_->depth(), other_rows);
+            probe = choice.probe;
+            budget = std::min(budget, choice.length);
         }
         auto& histogram = slot->stats().draft_len_histogram;
-        if (!histogram.empty()) histogram[static_cast<size_t>(std::clamp<int32_t>(budget, 0, static_cast<int32_t>(histogram.size()) - 1))] += 1;
+        if (!histogram.empty()) {
+            const int32_t verified = probe ? 0 : budget;
+            histogram[static_cast<size_t>(std::clamp<int32_t>(verified, 0, static_cast<int32_t>(histogram.size()) - 1))] += 1;
+        }
         if (budget <= 0) continue;
+        if (probe) probes.push_back(slot);
         jobs.push_back({slot->id(), n_past, slot->id_last, budget, &slot->cache().tokens(), &slot->draft});
     }
     double draft_s = 0.0;
@@ -478,6 +486,11 @@ void Engine::step(std::vector<Pending>& admitted) {
         const auto t0 = Clock::now();
         speculator_->draft(jobs);
         draft_s = seconds_since(t0);
+    }
+    for (Slot* slot : probes) {
+        // a shadow probe: compared with the coming tokens, never verified (no rows, no rollback)
+        slot->controller.start_probe(std::vector<int32_t>(slot->draft.begin(), slot->draft.end()));
+        slot->draft.clear();
     }
 
     // ---- the batch ----------------------------------------------------------------------------
@@ -675,6 +688,11 @@ void Engine::step(std::vector<Pending>& admitted) {
                 }
             }
             s->id_last = ids.back();
+            for (llama_token t : ids) {
+                if (!s->controller.probing()) break;
+                const auto [drafted, accepted] = s->controller.observe(t);
+                if (drafted > 0) acceptance_.update(drafted, accepted);
+            }
             s->emit(ids, std::vector<int32_t>(s->rows.begin(), s->rows.begin() + static_cast<std::ptrdiff_t>(ids.size())),
                     ctx_);
             s->flush_chunk();
