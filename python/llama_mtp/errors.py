@@ -14,6 +14,7 @@ __all__ = [
     "DecodeError",
     "ModelClosedError",
     "ChatTemplateError",
+    "MissingExtraError",
 ]
 
 
@@ -46,3 +47,8 @@ class ModelClosedError(LlamaMTPError):
 
 class ChatTemplateError(LlamaMTPError, ValueError):
     """The model has no chat template (pass ``chat_template=``) or the template failed."""
+
+
+class MissingExtraError(LlamaMTPError, ImportError):
+    """A feature needs packages of an optional extra that is not installed; the message names
+    the ``pip install`` command (e.g. ``pip install 'llama-mtp[synthetic]'``)."""
