@@ -553,3 +553,72 @@ def test_cibuildwheel_build_identifiers(variant: str, platform: str, tmp_path: P
     assert out.returncode == 0, out.stdout + out.stderr
     tag = "manylinux_x86_64" if platform == "linux" else "win_amd64"
     assert out.stdout.split() == [f"cp3{minor}-{tag}" for minor in (10, 11, 12, 13)]
+
+
+# --- CUDA architectures ---------------------------------------------------------------------
+
+def _default_cuda_archs() -> list[str]:
+    cmake = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
+    m = re.search(r'set\(CMAKE_CUDA_ARCHITECTURES "([^"]+)"\)', cmake)
+    assert m, "no default CMAKE_CUDA_ARCHITECTURES in CMakeLists.txt"
+    return m.group(1).split(";")
+
+
+def _images(archs: list[str]) -> tuple[list[str], list[str]]:
+    """(SASS archs, PTX archs) that CMake's CMAKE_CUDA_ARCHITECTURES entries produce."""
+    sass, ptx = [], []
+    for entry in archs:
+        arch, _, kind = entry.partition("-")
+        if kind in ("", "real"):
+            sass.append(arch)
+        if kind in ("", "virtual"):
+            ptx.append(arch)
+    return sass, ptx
+
+
+def _cc(arch: str) -> int:
+    return int(arch.rstrip("af")) * 10  # "120a" -> 1200, ggml's numbering
+
+
+def _driver_runs(cc: int, sass: list[str], ptx: list[str]) -> int | None:
+    """The arch whose code the CUDA driver runs on a GPU of compute capability ``cc``: SASS of
+    the same major and a minor not above the GPU's (arch-specific "a" SASS only on exactly its
+    GPU), else the newest PTX not above ``cc`` (JIT; "a" PTX only on exactly its GPU)."""
+    def fits(arch: str, same_major: bool) -> bool:
+        c = _cc(arch)
+        if arch.endswith(("a", "f")):
+            return c == cc
+        return c <= cc and (not same_major or c // 100 == cc // 100)
+
+    compatible = [_cc(a) for a in sass if fits(a, same_major=True)]
+    if compatible:
+        return max(compatible)
+    jit = [_cc(a) for a in ptx if fits(a, same_major=False)]
+    return max(jit) if jit else None
+
+
+def test_default_cuda_archs_run_what_ggml_expects_on_every_gpu() -> None:
+    # ggml decides per GPU which kernels to launch from ggml_cuda_highest_compiled_arch(cc):
+    # the highest listed arch <= cc (common.cuh, __CUDA_ARCH_LIST__). The code the driver
+    # actually runs must be built for exactly that arch, or a kernel ggml picks may have been
+    # compiled out for the image in use (NO_DEVICE_CODE). Check every x86-64 NVIDIA GPU CUDA 13
+    # supports: Turing, Ampere (A100, RTX 30), Ada, Hopper, Blackwell (B200, B300, RTX 50) and
+    # a future major.
+    archs = _default_cuda_archs()
+    sass, ptx = _images(archs)
+    listed = [_cc(a.partition("-")[0]) for a in archs]
+    for cc in (750, 800, 860, 890, 900, 1000, 1030, 1200, 1300):
+        expected = max(c for c in listed if c <= cc)
+        assert _driver_runs(cc, sass, ptx) == expected, f"compute capability {cc / 100:.1f}"
+    # The model itself: the previous default ran Turing-level PTX on a B200 while ggml assumed
+    # Hopper kernels (90-real was the best listed arch below 10.0).
+    old_sass, old_ptx = _images("75-virtual;80-real;86-real;89-real;90-real;120a-real".split(";"))
+    assert _driver_runs(1000, old_sass, old_ptx) == 750
+
+
+def test_default_cuda_archs_fit_the_wheel_size_budget() -> None:
+    # Each image (SASS or PTX) of ggml-cuda costs ~16-19 MB compressed and the CPU part ~13 MB
+    # (wheels/README.md, "CUDA architectures and wheel size"): four images keep the
+    # llama-mtp-cu13 wheel under PyPI's 100 MB.
+    sass, ptx = _images(_default_cuda_archs())
+    assert len(sass) + len(ptx) <= 4

@@ -71,7 +71,7 @@ PATH="$TOOLS:$PATH" auditwheel show "$repaired"
 step "fresh venv: pip install <repaired wheel>[test]"
 "$PYTHON" -m venv "$WORK/venv"
 VPY="$WORK/venv/bin/python"
-"$VPY" -m pip install -q --disable-pip-version-check "$repaired[test]"
+"$VPY" -m pip install -q --disable-pip-version-check "${repaired}[test]"
 SITE=$("$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["platlib"])')
 export LLAMA_MTP_EXPECT_PACKAGE_DIR="$SITE/llama_mtp"
 
