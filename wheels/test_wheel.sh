@@ -10,13 +10,14 @@
 # host (no docker needed), so the platform tag is whatever this machine's glibc allows.
 #
 # Usage: wheels/test_wheel.sh [pytest args...]        (default: the whole suite, -q)
-# Environment: WORK (scratch dir, default build/wheel-test), PYTHON (default python3),
+# Environment: WORK (scratch dir outside the checkout, default $TMPDIR/llama-mtp-wheel-test),
+#              PYTHON (default python3),
 #              BUILD_DIR (CMake build dir, kept between runs for speed, default
 #              build/wheel-portable), CMAKE_BUILD_PARALLEL_LEVEL (default 2).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PYTHON=${PYTHON:-python3}
-WORK=${WORK:-$ROOT/build/wheel-test}
+WORK=${WORK:-${TMPDIR:-/tmp}/llama-mtp-wheel-test}
 BUILD_DIR=${BUILD_DIR:-$ROOT/build/wheel-portable}
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2}
 export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$ROOT}
@@ -99,8 +100,13 @@ EOF
 "$VPY" "$ROOT/wheels/smoke_test.py" | tail -n 1
 
 step "test suite against the installed package"
-# Run from $WORK, not the checkout: pytest puts the checkout's root on sys.path for the
+# Run from $WORK, outside the checkout: pytest puts the checkout's root on sys.path for the
 # `tests` package, which holds no `llama_mtp` (the sources are under python/), so every
 # `import llama_mtp` resolves to the venv; tests/test_wheels.py checks that it did.
+# SIGINT back to its default first: a script started in the background (`cmd &`, nohup)
+# inherits SIGINT ignored, Python then installs no KeyboardInterrupt handler, and the suite's
+# interrupt tests fail or wait forever (StepQueue.get without a timeout).
 export PYTHONDONTWRITEBYTECODE=1
-"$VPY" -m pytest -p no:cacheprovider --rootdir "$ROOT" "$ROOT/tests" "${@:--q}"
+"$VPY" -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL)
+os.execv(sys.executable, [sys.executable, "-m", "pytest", *sys.argv[1:]])' \
+  -p no:cacheprovider --rootdir "$ROOT" "$ROOT/tests" "${@:--q}"
