@@ -5,7 +5,8 @@ Checks, in a clean environment, that ``import llama_mtp`` works without LD_LIBRA
 PATH tricks, that the build is what its distribution name promises, and prints
 ``system_info()``:
 
-* every wheel: portable (``backend_dl``), a CPU backend registered;
+* every wheel: portable (``backend_dl``), ``ggml-cpu-<level>`` libraries shipped, a CPU
+  backend registered; on Windows the MSVC C++ and OpenMP runtime DLLs shipped and loaded;
 * ``llama-mtp``: no CUDA compiled in, no NVIDIA runtime loaded;
 * ``llama-mtp-cuNN``: CUDA compiled in, ``libggml-cuda`` shipped next to ``_core``, and the
   CUDA runtime loaded from the nvidia-* pip packages (not from a system toolkit).
@@ -27,13 +28,14 @@ from pathlib import Path
 def main() -> int:
     """Run the checks; exit status 0 when they pass."""
     import llama_mtp
-    from llama_mtp import _cuda_runtime
+    from llama_mtp import _cuda_runtime, _native_libs
 
     info = llama_mtp.system_info()
     package_dir = Path(llama_mtp.__file__).resolve().parent
     dists = importlib.metadata.packages_distributions().get("llama_mtp", [])
     print(json.dumps({"distributions": dists, "package_dir": str(package_dir),
                       "cuda_runtime": _cuda_runtime.LOADED,
+                      "windows_runtime": _native_libs.LOADED,
                       "system_info": dataclasses.asdict(info)}, indent=2))
 
     failures: list[str] = []
@@ -41,6 +43,16 @@ def main() -> int:
         failures.append("not a portable build (backend_dl is False)")
     if not any(b.upper() == "CPU" for b in info.backends):
         failures.append(f"no CPU backend registered: {info.backends}")
+    if not list(package_dir.glob("*ggml-cpu-*")):
+        failures.append(f"no ggml-cpu-<level> backend libraries in {package_dir}")
+    if _native_libs.is_windows():
+        # The wheel ships the MSVC C++ and OpenMP runtimes next to _core (CMakeLists.txt); each
+        # is loaded now, by _native_libs or (a module of that name) before it.
+        for name in ("msvcp140.dll", "vcomp140.dll"):
+            if not (package_dir / name).is_file():
+                failures.append(f"{name} not shipped in {package_dir}")
+            elif not _native_libs.module_loaded(name):
+                failures.append(f"{name} not loaded")
     cuda_dists = [d for d in dists if d.lower().replace("_", "-").startswith("llama-mtp-cu")]
     if cuda_dists:
         if not info.cuda_compiled:

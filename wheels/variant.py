@@ -8,8 +8,9 @@ their distribution name and dependencies:
 * ``llama-mtp-cu13``  -- CUDA 13; depends on ``nvidia-cuda-runtime`` and ``nvidia-cublas``
   (``>=13.0,<14``), which ``llama_mtp._cuda_runtime`` loads at import.
 
-``python wheels/variant.py cu13`` rewrites ``[project] name`` and appends the runtime
-requirements to ``[project] dependencies`` in pyproject.toml, nothing else. CMakeLists.txt
+``python wheels/variant.py cu13`` rewrites ``[project] name`` (and the extras' references to
+the project itself, ``llama-mtp[synthetic]``) and appends the runtime requirements to
+``[project] dependencies`` in pyproject.toml, nothing else. CMakeLists.txt
 reads the name (scikit-build-core passes it as ``SKBUILD_PROJECT_NAME``) and builds the CUDA
 backend for a ``-cu<NN>`` name, refusing any other CUDA major. Because the stamp lives in
 pyproject.toml, the sdist of ``llama-mtp-cu13`` is a CUDA sdist too: if pip ever falls back to
@@ -55,6 +56,11 @@ def requirements(variant: str) -> list[str]:
     return reqs
 
 
+def renamed_self_reference(requirement: str, name: str) -> str:
+    """``requirement`` with the project's own name (``llama-mtp[extra]``) replaced by ``name``."""
+    return re.sub(r"^llama-mtp\[", f"{name}[", requirement)
+
+
 def stamp(text: str, variant: str) -> str:
     """Return pyproject.toml ``text`` rewritten for ``variant``."""
     if variant not in VARIANTS:
@@ -66,6 +72,9 @@ def stamp(text: str, variant: str) -> str:
     new, n = re.subn(r'(?m)^name\s*=\s*"llama-mtp"\s*$', f'name = "{name}"', text, count=1)
     if n != 1:
         raise SystemExit("cannot find `name = \"llama-mtp\"` in pyproject.toml")
+    # Extras that pull other extras of this project (`test = [..., "llama-mtp[synthetic]"]`)
+    # must name the stamped project, or pip would install the CPU package next to the CUDA one.
+    new = re.sub(r'"llama-mtp\[', f'"{name}[', new)
     extra = requirements(variant)
     m = re.search(r"(?ms)^dependencies\s*=\s*\[(.*?)\]", new)
     if m is None:
@@ -75,7 +84,10 @@ def stamp(text: str, variant: str) -> str:
     added = ", ".join(f'"{r}"' for r in extra)
     new = new[: m.start(1)] + body + sep + added + new[m.end(1):]
     check = tomllib.loads(new)["project"]
-    if check["name"] != name or check["dependencies"] != project["dependencies"] + extra:
+    extras = {key: [renamed_self_reference(r, name) for r in reqs]
+              for key, reqs in project.get("optional-dependencies", {}).items()}
+    if (check["name"] != name or check["dependencies"] != project["dependencies"] + extra
+            or check.get("optional-dependencies", {}) != extras):
         raise SystemExit("stamping pyproject.toml went wrong; refusing to write it")
     return new
 

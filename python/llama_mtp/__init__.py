@@ -9,6 +9,7 @@ Quick start::
 
 from __future__ import annotations
 
+from . import _native_libs  # noqa: F401  # Windows: the DLLs next to _core (no-op elsewhere)
 from . import _cuda_runtime  # noqa: F401  # CUDA builds: load cudart/cuBLAS from pip before _core
 from ._log import get_log_level, set_log_level
 from .errors import (

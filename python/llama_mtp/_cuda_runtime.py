@@ -40,6 +40,12 @@ class CudaRuntimeError(ImportError):
     """The CUDA runtime that this CUDA build of llama-mtp needs cannot be loaded."""
 
 
+def _is_windows() -> bool:
+    # A function, so that tests can take the Windows path on any machine. (This module is
+    # also loaded standalone by wheels/variant.py: it imports nothing from the package.)
+    return sys.platform == "win32"
+
+
 @dataclass(frozen=True)
 class CudaBuild:
     """What ``_cuda_build.json`` says about the CUDA build."""
@@ -60,7 +66,7 @@ class RuntimeLibrary:
     @property
     def filename(self) -> str:
         """The file name on this platform."""
-        return self.windows if sys.platform == "win32" else self.linux
+        return self.windows if _is_windows() else self.linux
 
 
 def read_build_info(package_dir: Path = _PACKAGE_DIR) -> CudaBuild | None:
@@ -123,7 +129,8 @@ def find_in_distribution(distribution: str, filename: str) -> Path | None:
 
 
 def _load(path_or_name: str) -> ctypes.CDLL:
-    if sys.platform == "win32":
+    if _is_windows():
+        # ggml-cuda.dll's imports of these names resolve to these loaded modules.
         return ctypes.CDLL(path_or_name)
     return ctypes.CDLL(path_or_name, mode=ctypes.RTLD_GLOBAL)
 
@@ -143,8 +150,8 @@ def ensure_loaded(package_dir: Path = _PACKAGE_DIR) -> dict[str, str]:
             continue
         path = find_in_distribution(lib.distribution, lib.filename)
         if path is not None:
-            if sys.platform == "win32":
-                _dll_directories.append(os.add_dll_directory(str(path.parent)))
+            if _is_windows():
+                _dll_directories.append(getattr(os, "add_dll_directory")(str(path.parent)))
             _handles.append(_load(str(path)))
             LOADED[lib.filename] = str(path)
             continue

@@ -15,9 +15,8 @@ __all__ = [
     "ModelClosedError",
     "ChatTemplateError",
     "QueueFullError",
-
-
     "QuantizeError",
+    "MissingExtraError",
 ]
 
 
@@ -62,3 +61,8 @@ class QuantizeError(LlamaMTPError):
     """llama.cpp's quantizer failed on a source that passed validation: the destination cannot be
     written, or a tensor cannot be converted (an already quantized source needs
     ``allow_requantize=True``). The message carries llama.cpp's reason."""
+
+
+class MissingExtraError(LlamaMTPError, ImportError):
+    """A feature needs packages of an optional extra that is not installed; the message names
+    the ``pip install`` command (e.g. ``pip install 'llama-mtp[synthetic]'``)."""

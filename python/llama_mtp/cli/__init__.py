@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from ..errors import LlamaMTPError
+from ..errors import LlamaMTPError, MissingExtraError
 from . import args as cli_args
 from . import chat_cmd, demo, inspect_cmd, run, serve_cmd
 
@@ -54,8 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(argv: list[str]) -> int:
     # synth and bench own their whole argument lists.
     if argv and argv[0] == "synth":
-        from ..synthetic import main as synth_main
-
+        try:
+            from ..synthetic import main as synth_main
+        except MissingExtraError as exc:
+            print(f"llama-mtp synth: error: {exc}", file=sys.stderr)
+            return 1
         return int(synth_main(argv[1:]))
     if argv and argv[0] == "bench":
         from .bench import main as bench_main

@@ -13,9 +13,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
+from typing import TYPE_CHECKING, Any, Iterator, TypeVar
 
 from ..model import Model
 from ..sampling import SamplingParams
@@ -65,6 +63,22 @@ class Row:
     gen_tps_max: float
     acceptance: float | None
     runs: list[Run] = field(default_factory=list, repr=False)
+
+
+T = TypeVar("T")
+
+
+def progress(items: list[T], desc: str) -> Iterator[T]:
+    """``items`` with a progress bar on stderr: tqdm's when it is installed (it is not a
+    dependency of the base install), otherwise one line per item."""
+    try:
+        from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
+    except ImportError:
+        for i, item in enumerate(items):
+            print(f"{desc}: run {i + 1}/{len(items)}", file=sys.stderr, flush=True)
+            yield item
+        return
+    yield from tqdm(items, desc=desc, unit="run", file=sys.stderr)
 
 
 def long_prompt(model: Model, n_tokens: int) -> str:
@@ -238,7 +252,7 @@ def main(argv: list[str]) -> int:
             model.generate(a.prompt, SamplingParams.greedy(max_tokens=2), cache_prompt=False)  # warm-up
             jobs = [(tier, label, spec, rep) for rep in range(a.repetitions)
                     for tier, _ in tiers for label, spec in variants(n_maxes)]
-            for tier, label, spec, rep in tqdm(jobs, desc=f"bench {name}", unit="run", file=sys.stderr):
+            for tier, label, spec, rep in progress(jobs, f"bench {name}"):
                 n = a.n_predict if tier == "short" else a.long_n_predict
                 out = model.generate(prompts[tier], SamplingParams.greedy(max_tokens=n, ignore_eos=a.ignore_eos),
                                      speculator=spec, cache_prompt=False)

