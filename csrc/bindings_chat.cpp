@@ -27,8 +27,21 @@ void bind_chat(py::module_& m) {
         .def_readonly("supports_thinking", &ChatPrompt::supports_thinking)
         .def_readonly("thinking_start_tag", &ChatPrompt::thinking_start_tag)
         .def_readonly("thinking_end_tags", &ChatPrompt::thinking_end_tags)
+        .def_readonly("grammar", &ChatPrompt::grammar)
+        .def_readonly("grammar_lazy", &ChatPrompt::grammar_lazy)
+        .def_readonly("json_format", &ChatPrompt::json_format)
+        .def_property_readonly(
+            "grammar_triggers",
+            [](const ChatPrompt& p) {
+                std::vector<std::string> out;
+                for (const auto& t : p.grammar_triggers) out.push_back(t.value);
+                return out;
+            },
+            "The texts (words or regex patterns) that start a lazy grammar.")
         .def("parse", &ChatPrompt::parse, py::arg("text"), py::arg("partial"),
-             py::call_guard<GilRelease>());
+             py::call_guard<GilRelease>())
+        .def("constrain", &ChatPrompt::constrain, py::arg("sampling"),
+             "Put the template's grammar (if any) and generation prompt into the sampling options.");
 
     py::class_<ChatDelta>(m, "ChatDelta", "A streamed piece of a reply (see llama_mtp.ChatDelta).")
         .def_readonly("content", &ChatDelta::content)
@@ -47,7 +60,8 @@ void bind_chat(py::module_& m) {
     py::class_<ChatTemplates>(m, "ChatTemplates", "The model's chat template (llama.cpp common chat).")
         .def(py::init<const Model&, const std::string&>(), py::arg("model"), py::arg("override_template"))
         .def("apply", &ChatTemplates::apply, py::arg("messages_json"), py::arg("tools_json"),
-             py::arg("tool_choice"), py::arg("enable_thinking"), py::arg("add_generation_prompt"),
+             py::arg("tool_choice"), py::arg("json_schema"), py::arg("enable_thinking"),
+             py::arg("add_generation_prompt"),
              py::call_guard<GilRelease>());
 }
 

@@ -23,8 +23,8 @@ ChatTemplates::ChatTemplates(const Model& model, const std::string& override_tem
 }
 
 ChatPrompt ChatTemplates::apply(const std::string& messages_json, const std::string& tools_json,
-                                const std::string& tool_choice, bool enable_thinking,
-                                bool add_generation_prompt) const {
+                                const std::string& tool_choice, const std::string& json_schema,
+                                bool enable_thinking, bool add_generation_prompt) const {
     common_chat_templates_inputs in;
     try {
         in.messages = common_chat_msgs_parse_oaicompat(common_json::parse(messages_json));
@@ -32,6 +32,18 @@ ChatPrompt ChatTemplates::apply(const std::string& messages_json, const std::str
         in.tool_choice = common_chat_tool_choice_parse_oaicompat(tool_choice);
     } catch (const std::exception& e) {
         throw InvalidArgument(std::string("invalid chat messages or tools: ") + e.what());
+    }
+    if (!json_schema.empty()) {
+        common_json schema;
+        try {
+            schema = common_json::parse(json_schema);
+        } catch (const std::exception& e) {
+            throw InvalidArgument(std::string("the JSON schema is not valid JSON: ") + e.what());
+        }
+        if (!schema.is_object()) throw InvalidArgument("a JSON schema must be an object");
+        // An empty schema means any JSON object (llama-server); common treats {} as no format.
+        if (schema.empty()) schema["type"] = "object";
+        in.json_schema = schema.dump();
     }
     if (in.messages.empty()) throw InvalidArgument("chat needs at least one message");
     in.add_generation_prompt = add_generation_prompt;
@@ -44,9 +56,17 @@ ChatPrompt ChatTemplates::apply(const std::string& messages_json, const std::str
     try {
         out.params = common_chat_templates_apply(templates_.get(), in);
     } catch (const std::exception& e) {
+        // The schema is converted while the template's parser is built: name it when it fails.
+        if (!in.json_schema.empty()) {
+            throw InvalidArgument(std::string("the JSON schema cannot be used: ") + e.what());
+        }
         throw ChatTemplateError(std::string("the chat template failed: ") + e.what());
     }
     out.prompt = out.params.prompt;
+    out.json_format = !in.json_schema.empty();
+    out.grammar = out.params.grammar;
+    out.grammar_lazy = out.params.grammar_lazy;
+    out.grammar_triggers = out.params.grammar_triggers;
     out.additional_stops = out.params.additional_stops;
     out.generation_prompt = out.params.generation_prompt;
     out.supports_thinking = out.params.supports_thinking;
@@ -100,6 +120,22 @@ std::string tool_call_id() {
 
 ChatParsed ChatPrompt::parse(const std::string& text, bool partial) const {
     return to_parsed(parse_text(text, partial, parser_params(*this)));
+}
+
+void ChatPrompt::constrain(SamplingOptions& sampling) const {
+    sampling.generation_prompt = generation_prompt;
+    if (grammar.empty()) return;
+    if (!sampling.grammar.empty()) {
+        if (json_format) {
+            throw InvalidArgument("a grammar cannot be combined with a JSON response format (json_schema): "
+                                  "the JSON schema makes the reply's grammar");
+        }
+        return;  // the caller's grammar is the reply's syntax: it replaces the tool-call grammar
+    }
+    sampling.grammar = grammar;
+    sampling.grammar_from_template = true;
+    sampling.grammar_lazy = grammar_lazy;
+    sampling.grammar_triggers = grammar_triggers;
 }
 
 ChatStreamParser::ChatStreamParser(const ChatPrompt& prompt) : params_(parser_params(prompt)) {}

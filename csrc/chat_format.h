@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "chat.h"  // llama.cpp common/chat.h
+#include "generation.h"
 #include "model.h"
 
 namespace llama_mtp {
@@ -31,12 +32,25 @@ struct ChatPrompt {
     bool supports_thinking = false;
     std::string thinking_start_tag;
     std::vector<std::string> thinking_end_tags;
+    // The template's grammar for this reply (GBNF; empty: none): a JSON response format after
+    // the reasoning, or the tool calls' syntax. Built by llama.cpp from the template's own
+    // parser, so the reasoning part stays free text; `grammar_lazy`: only from a trigger on.
+    std::string grammar;
+    bool grammar_lazy = false;
+    std::vector<common_grammar_trigger> grammar_triggers;
+    bool json_format = false;  // the grammar is a JSON response format's (apply's json_schema)
     common_chat_params params;
     common_reasoning_format reasoning_format = COMMON_REASONING_FORMAT_DEEPSEEK;
     bool parse_tool_calls = false;
 
     // Splits generated text; with `partial`, text may end mid-message (streaming).
     ChatParsed parse(const std::string& text, bool partial) const;
+
+    // Puts the template's grammar (if any) and generation prompt into `sampling`, as
+    // llama-server does for a chat request. A grammar already in `sampling` (the caller's) is
+    // kept in place of a tool-call grammar; with a JSON response format it is an error
+    // (InvalidArgument): one grammar constrains the reply.
+    void constrain(SamplingOptions& sampling) const;
 };
 
 // A piece of a streamed reply: new answer / reasoning text, or a piece of one tool call (its
@@ -74,11 +88,14 @@ public:
     // Throws ChatTemplateError when there is no usable template.
     ChatTemplates(const Model& model, const std::string& override_template);
 
-    // `messages_json` / `tools_json`: OpenAI-format arrays ("" for no tools). Throws
-    // InvalidArgument for messages or tools that are not valid, ChatTemplateError when the
-    // template fails to render them.
+    // `messages_json` / `tools_json`: OpenAI-format arrays ("" for no tools). `json_schema`: the
+    // reply's JSON schema as JSON text ("": free text; "{}": any JSON object), turned into the
+    // prompt's grammar by the template's own parser (reasoning first, then the JSON). Throws
+    // InvalidArgument for messages, tools or a schema that are not valid, ChatTemplateError when
+    // the template fails to render them.
     ChatPrompt apply(const std::string& messages_json, const std::string& tools_json,
-                     const std::string& tool_choice, bool enable_thinking, bool add_generation_prompt) const;
+                     const std::string& tool_choice, const std::string& json_schema, bool enable_thinking,
+                     bool add_generation_prompt) const;
 
 private:
     common_chat_templates_ptr templates_;

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common.h"  // llama.cpp common: common_grammar_trigger
 #include "llama.h"
 
 namespace llama_mtp {
@@ -71,6 +72,13 @@ struct SamplingOptions {
     std::vector<std::vector<llama_token>> reasoning_budget_end;
     std::vector<llama_token> reasoning_budget_forced;
     std::string generation_prompt;  // the assistant opener the chat template already wrote
+    // The chat template's own grammar (a JSON response format, tool calls; ChatPrompt::constrain
+    // sets these): the generation prompt is fed to it first, as llama-server does for
+    // COMMON_GRAMMAR_TYPE_TOOL_CALLS, so that its reasoning part starts where the template left
+    // off. `grammar_lazy`: it only applies from the first trigger on (tool calls in free text).
+    bool grammar_from_template = false;
+    bool grammar_lazy = false;
+    std::vector<common_grammar_trigger> grammar_triggers;
     // Log-probabilities of the generated tokens under the target model (-1: off; k >= 0: also
     // the k most likely alternatives of each token, at most kMaxLogprobs).
     int32_t logprobs = -1;

@@ -28,6 +28,9 @@ void validate_sampling(const SamplingOptions& s) {
         (void)token;
     }
     if (s.reasoning_budget_tokens < -1) throw InvalidArgument("reasoning_budget must be >= 0 (or None)");
+    if (s.grammar_lazy && (s.grammar.empty() || s.grammar_triggers.empty())) {
+        throw InvalidArgument("a lazy grammar needs a grammar and its triggers");
+    }
 }
 
 common_sampler_ptr make_sampler(const SamplingOptions& s, const Model& model) {
@@ -56,7 +59,13 @@ common_sampler_ptr make_sampler(const SamplingOptions& s, const Model& model) {
             if (llama_vocab_is_eog(vocab, t)) p.logit_bias.push_back({t, -INFINITY});
         }
     }
-    if (!s.grammar.empty()) p.grammar = {COMMON_GRAMMAR_TYPE_USER, s.grammar};
+    if (!s.grammar.empty()) {
+        // A template's grammar gets the generation prompt first (common_grammar_needs_prefill);
+        // a user's grammar constrains the reply from its first token.
+        p.grammar = {s.grammar_from_template ? COMMON_GRAMMAR_TYPE_TOOL_CALLS : COMMON_GRAMMAR_TYPE_USER, s.grammar};
+        p.grammar_lazy = s.grammar_lazy;
+        p.grammar_triggers = s.grammar_triggers;
+    }
     p.reasoning_budget_tokens = s.reasoning_budget_tokens;
     p.reasoning_budget_start = s.reasoning_budget_start;
     p.reasoning_budget_end = s.reasoning_budget_end;

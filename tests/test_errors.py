@@ -56,13 +56,19 @@ def test_chat_template_errors_come_from_the_binding(tiny_model_path: Path) -> No
             _core.ChatTemplates(model._native, "{% if %}")
         failing = _core.ChatTemplates(model._native, "{{ raise_exception('no chat here') }}")
         with pytest.raises(ChatTemplateError, match="no chat here"):
-            failing.apply('[{"role": "user", "content": "Hi"}]', "", "auto", True, True)
+            failing.apply('[{"role": "user", "content": "Hi"}]', "", "auto", "", True, True)
         good = _core.ChatTemplates(model._native, "")
         with pytest.raises(ValueError, match="invalid chat messages") as bad:
-            good.apply('[{"role": "user", "content": 5}]', "", "auto", True, True)
+            good.apply('[{"role": "user", "content": 5}]', "", "auto", "", True, True)
         assert not isinstance(bad.value, ChatTemplateError)  # the messages are wrong, not the template
         with pytest.raises(ValueError, match="at least one message"):
-            good.apply("[]", "", "auto", True, True)
+            good.apply("[]", "", "auto", "", True, True)
+        hi = '[{"role": "user", "content": "Hi"}]'
+        for schema, needle in [("[1]", "must be an object"), ("{nope", "not valid JSON"),
+                               ('{"type": "string", "pattern": "^(a$"}', "cannot be used")]:
+            with pytest.raises(ValueError, match=needle) as bad:
+                good.apply(hi, "", "auto", schema, True, True)
+            assert not isinstance(bad.value, ChatTemplateError)  # the schema is wrong
 
 
 def test_chat_template_errors_through_the_api(tiny_model_path: Path) -> None:

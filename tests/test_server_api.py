@@ -14,7 +14,6 @@ import pytest
 
 from llama_mtp import Model, SamplingParams
 from llama_mtp.server import BackgroundServer, create_app
-from llama_mtp.server.engine import detect
 
 from .server_helpers import HELLO, TIMINGS_KEYS, call, chat_body, events
 
@@ -267,32 +266,45 @@ def test_tool_calls(base: str, client: openai.OpenAI) -> None:
 
 
 def test_response_format_json_schema(client: openai.OpenAI, base: str) -> None:
-    out = client.chat.completions.create(
-        model="m", messages=HELLO, temperature=0, max_tokens=200,  # type: ignore[arg-type]
-        response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}})
-    assert out.choices[0].finish_reason == "stop"
-    reply = json.loads(out.choices[0].message.content or "")
-    jsonschema.validate(reply, PERSON)
-    # llama-server's json_schema field, on /v1/completions too
+    fmt = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}}
+    free = client.chat.completions.create(model="m", messages=HELLO, temperature=0, max_tokens=300)  # type: ignore[arg-type]
+    free_reasoning = (free.choices[0].message.model_extra or {})["reasoning_content"]
+    for thinking in (True, False):
+        out = client.chat.completions.create(
+            model="m", messages=HELLO, temperature=0, max_tokens=300, response_format=fmt,  # type: ignore[arg-type]
+            extra_body={"chat_template_kwargs": {"enable_thinking": thinking}})
+        msg = out.choices[0].message
+        assert out.choices[0].finish_reason == "stop"
+        jsonschema.validate(json.loads(msg.content or ""), PERSON)
+        # the template's grammar leaves the reasoning free: the model thinks as it would unasked
+        reasoning = (msg.model_extra or {})["reasoning_content"]
+        assert reasoning == (free_reasoning if thinking else None) and free_reasoning
+    # streamed, thinking on by default: the deltas add up to the same reasoning and JSON
+    chunks = events(base, "/v1/chat/completions", chat_body(max_tokens=300, response_format=fmt))
+    content = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    reasoning = "".join(c["choices"][0]["delta"].get("reasoning_content", "") for c in chunks if c["choices"])
+    assert reasoning == free_reasoning
+    jsonschema.validate(json.loads(content), PERSON)
+    # llama-server's json_schema field, on /v1/completions too (no template: the whole text)
     _, comp = call(base, "/v1/completions", {"prompt": "Person:", "max_tokens": 200, "temperature": 0,
                                             "json_schema": PERSON})
     jsonschema.validate(json.loads(comp["choices"][0]["text"]), PERSON)
     status, err = call(base, "/v1/chat/completions", chat_body(
-        response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": PERSON}},
-        chat_template_kwargs={"enable_thinking": True}))
-    assert status == 400 and "thinking" in err["error"]["message"]
-    status, err = call(base, "/v1/chat/completions", chat_body(
         response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": {
             "type": "string", "pattern": "^(a$"}}}))
     assert status == 400 and err["error"]["param"] == "response_format"
+    status, err = call(base, "/v1/chat/completions", chat_body(response_format=fmt, grammar='root ::= "x"'))
+    assert status == 400 and err["error"]["param"] == "grammar"
 
 
 def test_response_format_json_object(client: openai.OpenAI) -> None:
     out = client.chat.completions.create(model="m", messages=HELLO, temperature=0, max_tokens=300,  # type: ignore[arg-type]
                                          response_format={"type": "json_object"})
-    text = out.choices[0].message.content or ""
+    msg = out.choices[0].message
+    assert (msg.model_extra or {})["reasoning_content"]  # thought first, unconstrained
+    text = msg.content or ""
     assert text.lstrip().startswith("{")
-    if out.choices[0].finish_reason == "stop":
+    if out.choices[0].finish_reason == "stop":  # the random model may not close the object
         assert isinstance(json.loads(text), dict)
 
 
@@ -314,30 +326,17 @@ def test_speculative_config_and_timings(base: str, model: Model) -> None:
 def test_models_and_health(base: str, model: Model) -> None:
     status, out = call(base, "/v1/models")
     assert status == 200 and out["object"] == "list" and [m["id"] for m in out["data"]] == ["test-model"]
-    assert out["data"][0]["meta"]["n_ctx"] == model.n_ctx
+    meta = out["data"][0]["meta"]
+    assert meta["n_ctx"] == model.n_ctx and meta["n_parallel"] == model.n_parallel == 1
+    assert meta["has_mtp"] and meta["speculative_type"] == "none" and meta["speculative_n_max"] == 0
     assert call(base, "/health") == (200, {"status": "ok"})
     assert call(base, "/v1/health") == (200, {"status": "ok"})
     status, err = call(base, "/v1/chat/completions")  # a GET
     assert status == 405 and err["error"]["type"] == "invalid_request_error"
 
 
-# -- logprobs (engine feature) -------------------------------------------------------------------
-def _logprobs_supported(model: Model) -> bool:
-    return detect(model).logprobs
-
-
-def test_logprobs_refused_without_engine_support(base: str, model: Model) -> None:
-    if _logprobs_supported(model):
-        pytest.skip("this engine computes logprobs (the tests below check them)")
-    for path, body in [("/v1/chat/completions", chat_body(logprobs=True, top_logprobs=2)),
-                       ("/v1/completions", {"prompt": "x", "logprobs": 2})]:
-        status, err = call(base, path, body)
-        assert status == 400 and err["error"]["param"] == "logprobs"
-
-
+# -- logprobs ------------------------------------------------------------------------------------
 def test_completion_logprobs_top1_is_greedy(base: str, model: Model) -> None:
-    if not _logprobs_supported(model):
-        pytest.skip("needs SamplingParams.logprobs (the batching engine)")
     body = {"prompt": "Once upon a time", "max_tokens": 8, "temperature": 0, "logprobs": 3}
     for extra in ({}, {"speculative_config": {"method": "mtp", "num_speculative_tokens": 2}}):
         status, out = call(base, "/v1/completions", {**body, **extra})
@@ -352,17 +351,40 @@ def test_completion_logprobs_top1_is_greedy(base: str, model: Model) -> None:
 
 
 def test_chat_logprobs_top1_is_greedy(client: openai.OpenAI, model: Model) -> None:
-    features = detect(model)
-    if not (features.logprobs and features.chat_logprobs):
-        pytest.skip("needs SamplingParams.logprobs and ChatResult.logprobs (the batching engine)")
     out = client.chat.completions.create(model="m", messages=HELLO, temperature=0, max_tokens=16,  # type: ignore[arg-type]
                                          logprobs=True, top_logprobs=2)
     content = out.choices[0].logprobs.content if out.choices[0].logprobs else None
-    assert content and len(content) == out.usage.completion_tokens  # type: ignore[union-attr]
+    assert content and out.usage and len(content) == out.usage.completion_tokens == 16
+    # the reply's tokens, reasoning and answer alike (the synthetic reply ends its reasoning early)
+    text = model.chat(HELLO, SamplingParams.greedy(16)).text
+    assert "".join(item.token for item in content) == text
     for item in content:
-        assert len(item.top_logprobs) == 2
+        assert len(item.top_logprobs) == 2 and item.logprob <= 0.0
         assert item.top_logprobs[0].token == item.token
         assert item.top_logprobs[0].logprob == pytest.approx(item.logprob, abs=1e-4)
+    plain = client.chat.completions.create(model="m", messages=HELLO, temperature=0, max_tokens=4)  # type: ignore[arg-type]
+    assert plain.choices[0].logprobs is None  # only when asked for
+
+
+def test_chat_logprobs_streamed(client: openai.OpenAI) -> None:
+    whole = client.chat.completions.create(model="m", messages=HELLO, temperature=0, max_tokens=40,  # type: ignore[arg-type]
+                                           logprobs=True, top_logprobs=1)
+    assert whole.choices[0].logprobs and whole.choices[0].logprobs.content
+    expected = [(i.token, i.logprob) for i in whole.choices[0].logprobs.content]
+    stream = client.chat.completions.create(model="m", messages=HELLO, temperature=0, max_tokens=40,  # type: ignore[arg-type]
+                                            logprobs=True, top_logprobs=1, stream=True,
+                                            extra_body={"speculative_config": {"method": "mtp",
+                                                                               "num_speculative_tokens": 2}})
+    streamed: list[tuple[str, float]] = []
+    for chunk in stream:
+        lp = chunk.choices[0].logprobs if chunk.choices else None
+        if lp and lp.content:
+            delta = chunk.choices[0].delta
+            assert delta.content or (delta.model_extra or {}).get("reasoning_content")  # with its text
+            streamed += [(i.token, i.logprob) for i in lp.content]
+    # every token once, in order, the same figures with MTP as without (verification rows)
+    assert [t for t, _ in streamed] == [t for t, _ in expected]
+    assert [v for _, v in streamed] == pytest.approx([v for _, v in expected], abs=1e-4)
 
 
 # -- errors ----------------------------------------------------------------------------------------

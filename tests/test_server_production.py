@@ -125,16 +125,20 @@ def test_metrics(base: str) -> None:
     assert metric(text, "requests_processing") == 0 and metric(text, "requests_deferred") == 0
 
 
-def test_metrics_from_engine(model: Model) -> None:
-    if not callable(getattr(model, "metrics", None)):
-        pytest.skip("needs Model.metrics() (the batching engine)")
+def test_metrics_are_the_engines(model: Model) -> None:
     with BackgroundServer(create_app(model)) as srv:
         call(srv.url, "/v1/completions", {"prompt": "Once", "max_tokens": 4})
         text = httpx.get(srv.url + "/metrics").text
-        for name in ("n_decode_total", "kv_cache_usage_ratio", "kv_cache_tokens",
-                     "n_busy_slots_per_decode"):
+        m = model.metrics()  # idle, so the same figures as the server's
+        for name, value in [("n_decode_total", m.n_decode_total), ("kv_cache_tokens", m.kv_cache_tokens),
+                            ("kv_cache_usage_ratio", m.kv_cache_usage_ratio),
+                            ("n_busy_slots_per_decode", m.n_busy_slots_per_decode),
+                            ("tokens_predicted_total", m.tokens_predicted_total),
+                            ("requests_finished_total", m.requests_finished_total),
+                            ("n_parallel", m.n_parallel)]:
             assert f"# TYPE llamacpp:{name} " in text
-        assert metric(text, "tokens_predicted_total") >= 4
+            assert metric(text, name) == pytest.approx(value), name
+        assert m.tokens_predicted_total >= 4 and m.n_decode_total > 0 and m.kv_cache_tokens > 0
 
 
 # -- limits ----------------------------------------------------------------------------------------
@@ -216,11 +220,7 @@ def test_queue_full_is_503_with_retry_after(model: Model) -> None:
 
 
 def test_engine_queue_full_is_503(tiny_model_path: Path) -> None:
-    from llama_mtp import errors
-
-    if not hasattr(errors, "QueueFullError"):
-        pytest.skip("needs the engine's QueueFullError (the batching engine)")
-    with Model(tiny_model_path, n_ctx=4096, n_threads=1, n_parallel=1, max_queue=1) as small:  # type: ignore[call-arg]
+    with Model(tiny_model_path, n_ctx=4096, n_threads=1, n_parallel=1, max_queue=1) as small:
         # no limit of the server's own: the engine's bounded queue answers
         with BackgroundServer(create_app(small, limits=Limits(max_queue=None))) as srv:
             running = open_stream(srv.url, LONG)  # the one slot
@@ -230,7 +230,7 @@ def test_engine_queue_full_is_503(tiny_model_path: Path) -> None:
                             f"Content-Length: {len(data)}\r\n\r\n".encode() + data)  # the one queued
             try:
                 deadline = time.monotonic() + 30
-                while small.metrics().requests_deferred < 1:  # type: ignore[attr-defined]
+                while small.metrics().requests_deferred < 1:
                     assert time.monotonic() < deadline, "the second request was not queued"
                     time.sleep(0.02)
                 r = httpx.post(srv.url + "/v1/completions", json={"prompt": "x", "max_tokens": 2},
@@ -289,7 +289,7 @@ def test_graceful_shutdown_cancels_in_flight(model: Model) -> None:
     app = create_app(model)
     srv = BackgroundServer(app, shutdown_timeout=1.0)
     received: list[bytes] = []
-    before = model.metrics() if callable(getattr(model, "metrics", None)) else None  # type: ignore[attr-defined]
+    before = model.metrics()
 
     def client() -> None:
         try:
@@ -310,16 +310,16 @@ def test_graceful_shutdown_cancels_in_flight(model: Model) -> None:
     t.join(30)
     assert not t.is_alive()
     assert b"the server is shutting down" in b"".join(received)  # told in-band, stream ended
-    assert len(app.state.llama_mtp.engine.inflight) == 0  # every generation thread ended
-    if before is not None:  # the engine's request ended early: cancelled, not run to the end
-        # (the engine counts a request's tokens when it finishes)
-        deadline = time.monotonic() + 10
-        while model.metrics().requests_finished_total == before.requests_finished_total:
-            assert time.monotonic() < deadline, "the engine's request did not end"
-            time.sleep(0.02)
-        after = model.metrics()
-        assert after.tokens_predicted_total - before.tokens_predicted_total < 3000
-        assert after.requests_processing == 0
+    assert len(app.state.llama_mtp.engine.inflight) == 0  # every stream was closed
+    # the engine's request ended early: cancelled, not run to the end (the engine counts a
+    # request's tokens when it finishes)
+    deadline = time.monotonic() + 10
+    while model.metrics().requests_finished_total == before.requests_finished_total:
+        assert time.monotonic() < deadline, "the engine's request did not end"
+        time.sleep(0.02)
+    after = model.metrics()
+    assert after.tokens_predicted_total - before.tokens_predicted_total < 3000
+    assert after.requests_processing == 0
     assert model.generate("Once", SamplingParams.greedy(2)).tokens
 
 

@@ -550,6 +550,10 @@ class ChatPrompt:
     """
     A rendered chat prompt and the parser of its reply.
     """
+    def constrain(self, sampling: SamplingOptions) -> None:
+        """
+        Put the template's grammar (if any) and generation prompt into the sampling options.
+        """
     def parse(self, text: str, partial: bool) -> ChatParsed:
         ...
     @property
@@ -557,6 +561,20 @@ class ChatPrompt:
         ...
     @property
     def generation_prompt(self) -> str:
+        ...
+    @property
+    def grammar(self) -> str:
+        ...
+    @property
+    def grammar_lazy(self) -> bool:
+        ...
+    @property
+    def grammar_triggers(self) -> list[str]:
+        """
+        The texts (words or regex patterns) that start a lazy grammar.
+        """
+    @property
+    def json_format(self) -> bool:
         ...
     @property
     def prompt(self) -> str:
@@ -608,7 +626,7 @@ class ChatTemplates:
     """
     def __init__(self, model: Model, override_template: str) -> None:
         ...
-    def apply(self, messages_json: str, tools_json: str, tool_choice: str, enable_thinking: bool, add_generation_prompt: bool) -> ChatPrompt:
+    def apply(self, messages_json: str, tools_json: str, tool_choice: str, json_schema: str, enable_thinking: bool, add_generation_prompt: bool) -> ChatPrompt:
         ...
 class _PromptCacheProbe:
     """

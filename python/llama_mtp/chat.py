@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Union
 
 from . import _core
+from .grammar import schema_json
 from .results import FinishReason, GenerationChunk, GenerationOutput, GenerationStats, TokenLogprob
 from .sampling import SamplingParams
 from .streaming import AsyncGenerationStream, GenerationStream
@@ -142,25 +143,29 @@ class ChatSession:
 
     def prepare(self, messages: Sequence[MessageLike], sampling: SamplingParams | None,
                 enable_thinking: bool, reasoning_budget: int | None,
-                tools: Sequence[Mapping[str, Any]] | None,
-                tool_choice: str) -> tuple[_core.ChatPrompt, list[int], _core.SamplingOptions]:
-        """Render the prompt, tokenize it, and derive the sampling options."""
+                tools: Sequence[Mapping[str, Any]] | None, tool_choice: str,
+                json_schema: Mapping[str, Any] | None = None,
+                ) -> tuple[_core.ChatPrompt, list[int], _core.SamplingOptions]:
+        """Render the prompt, tokenize it, and derive the sampling options (the template's own
+        grammar for ``json_schema`` or ``tools`` included, as llama-server does)."""
+        if reasoning_budget is not None and reasoning_budget < 0:
+            raise ValueError("reasoning_budget must be >= 0 (or None for no budget)")
         prompt = self._templates.apply(_messages_json(messages),
                                        json.dumps(list(tools)) if tools else "", tool_choice,
+                                       "" if json_schema is None else schema_json(json_schema),
                                        enable_thinking, True)
         params = sampling or SamplingParams()
         params = replace(params, stop=list(params.stop) + list(prompt.additional_stops))
         native = params.to_native()
-        native.generation_prompt = prompt.generation_prompt
-        if reasoning_budget is not None:
-            if reasoning_budget < 0:
-                raise ValueError("reasoning_budget must be >= 0 (or None for no budget)")
-            if prompt.supports_thinking and prompt.thinking_start_tag and prompt.thinking_end_tags:
-                end_tags = [self._tokenize(t) for t in prompt.thinking_end_tags]
-                native.reasoning_budget_tokens = int(reasoning_budget)
-                native.reasoning_budget_start = self._tokenize(prompt.thinking_start_tag)
-                native.reasoning_budget_end = end_tags
-                native.reasoning_budget_forced = end_tags[0]
+        prompt.constrain(native)
+        if prompt.supports_thinking and prompt.thinking_start_tag and prompt.thinking_end_tags:
+            # The thinking block's tags, always (as llama-server): besides the budget, they keep a
+            # lazy tool-call grammar from triggering inside the reasoning.
+            end_tags = [self._tokenize(t) for t in prompt.thinking_end_tags]
+            native.reasoning_budget_tokens = -1 if reasoning_budget is None else int(reasoning_budget)
+            native.reasoning_budget_start = self._tokenize(prompt.thinking_start_tag)
+            native.reasoning_budget_end = end_tags
+            native.reasoning_budget_forced = end_tags[0]
         return prompt, self._tokenize(prompt.prompt), native
 
     @staticmethod

@@ -22,7 +22,7 @@ from typing import Any
 
 from . import _core
 
-__all__ = ["json_schema_to_grammar", "json_object_grammar", "MAX_SCHEMA_DEPTH", "json_depth"]
+__all__ = ["json_schema_to_grammar", "json_object_grammar", "schema_json", "MAX_SCHEMA_DEPTH", "json_depth"]
 
 MAX_SCHEMA_DEPTH = 64
 """Deepest nesting of objects / arrays accepted in a schema (the converter recurses in C++)."""
@@ -49,6 +49,22 @@ def json_depth(value: Any, limit: int) -> int:
     return deepest
 
 
+def schema_json(schema: Mapping[str, Any] | str) -> str:
+    """``schema`` checked (an object, at most :data:`MAX_SCHEMA_DEPTH` levels deep) and written as
+    JSON text for llama.cpp; an empty schema ``{}`` means any JSON object, as in llama-server.
+    Raises ``ValueError``."""
+    if isinstance(schema, str):
+        try:
+            schema = json.loads(schema)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise ValueError(f"the JSON schema is not valid JSON: {exc}") from None
+    if not isinstance(schema, Mapping):
+        raise ValueError(f"a JSON schema must be an object, not {type(schema).__name__}")
+    if json_depth(schema, MAX_SCHEMA_DEPTH) > MAX_SCHEMA_DEPTH:
+        raise ValueError(f"the JSON schema nests deeper than {MAX_SCHEMA_DEPTH} levels")
+    return json.dumps(schema or {"type": "object"})
+
+
 def json_schema_to_grammar(schema: Mapping[str, Any] | str) -> str:
     """GBNF grammar accepting exactly the JSON documents that validate against ``schema``.
 
@@ -59,18 +75,7 @@ def json_schema_to_grammar(schema: Mapping[str, Any] | str) -> str:
     :data:`MAX_SCHEMA_DEPTH`, or uses what llama.cpp's converter does not support (the message
     is llama.cpp's).
     """
-    if isinstance(schema, str):
-        try:
-            schema = json.loads(schema)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            raise ValueError(f"the JSON schema is not valid JSON: {exc}") from None
-    if not isinstance(schema, Mapping):
-        raise ValueError(f"a JSON schema must be an object, not {type(schema).__name__}")
-    if json_depth(schema, MAX_SCHEMA_DEPTH) > MAX_SCHEMA_DEPTH:
-        raise ValueError(f"the JSON schema nests deeper than {MAX_SCHEMA_DEPTH} levels")
-    if not schema:
-        schema = {"type": "object"}  # llama-server: an empty schema means any object
-    return str(_core.json_schema_to_grammar(json.dumps(schema)))
+    return str(_core.json_schema_to_grammar(schema_json(schema)))
 
 
 def json_object_grammar() -> str:

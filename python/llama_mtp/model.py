@@ -437,24 +437,35 @@ class Model:
     def _chat_request(self, messages: Sequence[MessageLike], sampling: SamplingParams | None,
                       enable_thinking: bool, reasoning_budget: int | None,
                       tools: Sequence[Mapping[str, Any]] | None, tool_choice: str,
-                      chat_template: str | None) -> tuple[_core.ChatPrompt, list[int], _core.SamplingOptions]:
+                      chat_template: str | None,
+                      json_schema: Mapping[str, Any] | None) -> tuple[_core.ChatPrompt, list[int], _core.SamplingOptions]:
         return self._chat_session(chat_template).prepare(messages, sampling, enable_thinking, reasoning_budget,
-                                                         tools, tool_choice)
+                                                         tools, tool_choice, json_schema)
 
     def chat(self, messages: Sequence[MessageLike], sampling: SamplingParams | None = None, *,
              speculator: SpeculatorLike = None, enable_thinking: bool = True,
              reasoning_budget: int | None = None, tools: Sequence[Mapping[str, Any]] | None = None,
-             tool_choice: str = "auto", chat_template: str | None = None) -> ChatResult:
+             tool_choice: str = "auto", chat_template: str | None = None,
+             json_schema: Mapping[str, Any] | None = None) -> ChatResult:
         """Reply to OpenAI-style ``messages`` (dicts or :class:`ChatMessage`).
 
         The prompt is rendered with the GGUF's own chat template (or ``chat_template``); the reply
         is split into ``content`` (visible answer), ``reasoning_content`` (the ``<think>`` block)
         and ``tool_calls``. ``enable_thinking=False`` asks the template for a direct answer;
         ``reasoning_budget`` caps the thinking tokens (llama.cpp forces the end tag). Consecutive
-        turns reuse the shared prompt prefix. Raises :class:`~llama_mtp.errors.ChatTemplateError`.
+        turns reuse the shared prompt prefix.
+
+        ``json_schema``: the answer is JSON valid under this schema (``{}``: any JSON object),
+        llama-server's ``json_schema`` / OpenAI's ``response_format``. The constraint is the chat
+        template's own grammar (llama.cpp's ``common``): the reasoning stays free, then the answer
+        is JSON. It cannot be combined with ``sampling.grammar`` (ValueError). With ``tools``, the
+        template's lazy grammar constrains a call from its first marker on (as llama-server); a
+        ``sampling.grammar`` replaces it.
+
+        Raises :class:`~llama_mtp.errors.ChatTemplateError`.
         """
         prompt, tokens, native = self._chat_request(messages, sampling, enable_thinking, reasoning_budget,
-                                                    tools, tool_choice, chat_template)
+                                                    tools, tool_choice, chat_template, json_schema)
         out = self._get_engine().generate(tokens, native, self._resolve(speculator))
         return ChatSession.result(prompt, out)
 
@@ -462,22 +473,24 @@ class Model:
                     speculator: SpeculatorLike = None, enable_thinking: bool = True,
                     reasoning_budget: int | None = None,
                     tools: Sequence[Mapping[str, Any]] | None = None, tool_choice: str = "auto",
-                    chat_template: str | None = None) -> ChatStream:
+                    chat_template: str | None = None,
+                    json_schema: Mapping[str, Any] | None = None) -> ChatStream:
         """Streaming :meth:`chat`: yields :class:`ChatDelta` s (answer, reasoning and tool-call
         pieces separately); afterwards ``stream.result`` is the :class:`ChatResult`."""
         prompt, tokens, native = self._chat_request(messages, sampling, enable_thinking, reasoning_budget,
-                                                    tools, tool_choice, chat_template)
+                                                    tools, tool_choice, chat_template, json_schema)
         return ChatStream(prompt, self._get_engine().stream(tokens, native, self._resolve(speculator)))
 
     async def achat(self, messages: Sequence[MessageLike], sampling: SamplingParams | None = None, *,
                     speculator: SpeculatorLike = None, enable_thinking: bool = True,
                     reasoning_budget: int | None = None,
                     tools: Sequence[Mapping[str, Any]] | None = None, tool_choice: str = "auto",
-                    chat_template: str | None = None) -> ChatResult:
+                    chat_template: str | None = None,
+                    json_schema: Mapping[str, Any] | None = None) -> ChatResult:
         """Awaitable :meth:`chat`: the event loop is never blocked."""
         stream = self.achat_stream(messages, sampling, speculator=speculator, enable_thinking=enable_thinking,
                                    reasoning_budget=reasoning_budget, tools=tools, tool_choice=tool_choice,
-                                   chat_template=chat_template)
+                                   chat_template=chat_template, json_schema=json_schema)
         async for _ in stream:
             pass
         assert stream.result is not None
@@ -487,10 +500,11 @@ class Model:
                      speculator: SpeculatorLike = None, enable_thinking: bool = True,
                      reasoning_budget: int | None = None,
                      tools: Sequence[Mapping[str, Any]] | None = None, tool_choice: str = "auto",
-                     chat_template: str | None = None) -> AsyncChatStream:
+                     chat_template: str | None = None,
+                     json_schema: Mapping[str, Any] | None = None) -> AsyncChatStream:
         """Async :meth:`chat_stream` (``async for delta in ...``); afterwards ``stream.result``."""
         prompt, tokens, native = self._chat_request(messages, sampling, enable_thinking, reasoning_budget,
-                                                    tools, tool_choice, chat_template)
+                                                    tools, tool_choice, chat_template, json_schema)
         return AsyncChatStream(prompt, self._get_engine().astream(tokens, native, self._resolve(speculator)))
 
     def reset_cache(self) -> None:

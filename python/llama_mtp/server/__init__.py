@@ -20,7 +20,7 @@ uvicorn is the smaller dependency (pure Python, on anyio); FastAPI users lose no
 Split by responsibility: :mod:`.app` (``create_app``, ``serve``, middleware), :mod:`.routes`
 (endpoints), :mod:`.schemas` (request validation, response shapes), :mod:`.streaming` (SSE,
 disconnects), :mod:`.errors` (OpenAI error objects), :mod:`.metrics` (Prometheus), :mod:`.auth`
-(API keys), :mod:`.engine` (the model's calls and the engine features this build has).
+(API keys), :mod:`.engine` (the model's async streams the routes open, tracked for shutdown).
 """
 
 from __future__ import annotations

@@ -24,7 +24,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..model import Model, SpeculatorLike
 from ..sampling import SamplingParams
 from ..speculator import Speculator
-from . import metrics as prom
 from .auth import APIKeyMiddleware, parse_keys
 from .engine import Engine
 from .errors import APIError
@@ -112,17 +111,15 @@ def create_app(model: Model, *, speculator: SpeculatorLike = None,
     cancels the generations still running (the app's lifespan does it when the ASGI server
     stops; a mounted app does not get a lifespan of its own).
     """
-    counters = prom.Counters()
-    engine = Engine(model, observe=counters.observe)
+    engine = Engine(model, chat_template)
     # The default: the speculator the model's engine was loaded with (Model(speculator=...)).
-    spec = Speculator.coerce(speculator if speculator is not None else getattr(model, "speculator", None))
+    spec = Speculator.coerce(speculator if speculator is not None else model.speculator)
     sampling = default_sampling if default_sampling is not None else SamplingParams(max_tokens=None)
     limits = limits or Limits()
-    ctx = Context(model=model, sampling=sampling, speculator=spec, features=engine.features,
-                  limits=limits, model_name=model_name or default_model_name(model))
-    state = ServerState(engine=engine, ctx=ctx, chat_template=chat_template, metrics_enabled=metrics,
-                        admission=Admission(engine.features.n_parallel, limits.max_queue),
-                        counters=counters)
+    ctx = Context(model=model, sampling=sampling, speculator=spec, limits=limits,
+                  model_name=model_name or default_model_name(model))
+    state = ServerState(engine=engine, ctx=ctx, metrics_enabled=metrics,
+                        admission=Admission(model.n_parallel, limits.max_queue))
     keys = parse_keys(api_key)
     middleware = [Middleware(AccessLogMiddleware)]
     if keys:
@@ -130,8 +127,8 @@ def create_app(model: Model, *, speculator: SpeculatorLike = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        logger.info("serving %s as %r (engine: %s)", model.path, ctx.model_name,
-                    ", ".join(k for k, v in engine.features.to_dict().items() if v is True) or "basic")
+        logger.info("serving %s as %r (%d slots, speculator: %s)", model.path, ctx.model_name,
+                    model.n_parallel, spec.type)
         yield
         await state.shutdown()
 

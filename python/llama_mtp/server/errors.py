@@ -22,8 +22,8 @@ from ..errors import (
     DecodeError,
     ModelClosedError,
     MTPUnavailableError,
+    QueueFullError,
 )
-from . import engine
 
 logger = logging.getLogger("llama_mtp.server")
 
@@ -88,7 +88,7 @@ def from_exception(exc: BaseException, *, n_ctx: int | None = None) -> APIError:
     if isinstance(exc, ContextOverflowError):
         extra: dict[str, Any] = {} if n_ctx is None else {"n_ctx": n_ctx}
         return APIError(400, str(exc), "exceed_context_size_error", **extra)
-    if engine.is_queue_full(exc):
+    if isinstance(exc, QueueFullError):
         return unavailable(f"the server is busy: {exc}")
     if isinstance(exc, ModelClosedError):
         return unavailable(str(exc))

@@ -19,10 +19,10 @@ from starlette.routing import BaseRoute, Route
 from ..chat import ChatDelta, ChatResult
 from ..grammar import json_depth
 from ..model import Model
-from ..results import GenerationChunk, GenerationOutput
+from ..results import GenerationChunk, GenerationOutput, TokenLogprob
 from . import metrics as prom
 from . import schemas
-from .engine import Engine, ResultStream, gather_all, logprobs_of
+from .engine import Engine, Tracked
 from .errors import APIError, bad_request, from_exception, unavailable
 from .schemas import Context, Envelope, Limits
 from .streaming import DONE, END, ClientGone, EventStreamResponse, event, merge, prepend, until_disconnected
@@ -73,10 +73,10 @@ class ServerState:
 
     engine: Engine
     ctx: Context
-    chat_template: str | None
     metrics_enabled: bool
     admission: Admission
-    counters: prom.Counters = field(default_factory=prom.Counters)
+    rejected: int = 0
+    """Requests refused with 503 (``llamacpp:requests_rejected_total``)."""
     created: int = field(default_factory=lambda: int(time.time()))
     closing: bool = False
 
@@ -95,8 +95,8 @@ class ServerState:
         ``join_timeout`` s). Called by the app's lifespan; call it yourself when the app is
         mounted in another (Starlette does not pass the lifespan on to mounted apps)."""
         self.closing = True
-        await asyncio.to_thread(self.engine.inflight.cancel_all, join_timeout)
-        deadline = time.monotonic() + join_timeout  # the engine's async streams close on the loop
+        self.engine.inflight.cancel_all()
+        deadline = time.monotonic() + join_timeout  # the streams close on the server's loop
         while len(self.engine.inflight) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
 
@@ -181,7 +181,7 @@ class Routes:
             except Exception as exc:
                 error = from_exception(exc, n_ctx=self.s.model.n_ctx)
                 if error.status == 503:
-                    self.s.counters.rejected()
+                    self.s.rejected += 1
                 if error.status >= 500 and error.status != 503:
                     logger.error("request %s: %s", _request_id(request), error.message)
                 return error.response()
@@ -207,23 +207,14 @@ class Routes:
                 "n_ctx": model.n_ctx, "n_ctx_train": model.n_ctx_train, "n_vocab": model.n_vocab,
                 "has_mtp": model.has_mtp, "speculative_type": spec.type,
                 "speculative_n_max": spec.n_max if spec.enabled else 0,
-                "n_parallel": self.s.engine.features.n_parallel,
-                "engine_features": self.s.engine.features.to_dict()}
+                "n_parallel": model.n_parallel}
         return JSONResponse({"object": "list", "data": [
             {"id": self.s.ctx.model_name, "object": "model", "created": self.s.created,
              "owned_by": "llama-mtp", "max_model_len": model.n_ctx, "meta": meta}]})
 
     async def metrics(self, request: Request) -> Response:
-        """Prometheus text (see :mod:`llama_mtp.server.metrics`)."""
-        from .engine import engine_metrics
-
-        values = engine_metrics(self.s.model) if self.s.engine.features.metrics else None
-        if values is None:
-            adm = self.s.admission
-            values = self.s.counters.snapshot()
-            values.update(requests_processing=min(adm.in_flight, adm.slots),
-                          requests_deferred=max(0, adm.in_flight - adm.slots), n_parallel=adm.slots)
-        return PlainTextResponse(prom.render(values, rejected=self.s.counters.requests_rejected_total),
+        """Prometheus text of the engine's counters (see :mod:`llama_mtp.server.metrics`)."""
+        return PlainTextResponse(prom.render(self.s.model.metrics(), rejected=self.s.rejected),
                                  media_type=prom.CONTENT_TYPE)
 
     # -- chat ------------------------------------------------------------------------------------
@@ -232,33 +223,29 @@ class Routes:
         self._check_open()
         body = await read_json(request, self.s.limits)
         req = schemas.chat_request(body, self.s.ctx)
-        kwargs = req.chat_kwargs(self.s.chat_template)
-        engine = self.s.engine
         if req.stream:
-            return await self._chat_stream(request, req, kwargs)
+            return await self._chat_stream(request, req)
         with self.s.admission.acquire(len(req.choices)):
-            results = await until_disconnected(request.receive, gather_all(
-                *(engine.chat(req.messages, sp, **kwargs) for sp in req.choices)))
+            results = await until_disconnected(request.receive, self.s.engine.chat(req))
         env = Envelope("chat.completion", self.s.ctx.model_name)
         choices = []
         for i, r in enumerate(results):
             calls = schemas.tool_calls(r)
             choices.append({"index": i, "message": schemas.message(r, calls),
-                            "logprobs": self._chat_logprobs(r) if req.logprobs else None,
+                            "logprobs": self._chat_logprobs(r.logprobs) if req.logprobs else None,
                             "finish_reason": schemas.finish_reason(r.finish_reason, bool(calls))})
         stats = [r.stats for r in results]
         return JSONResponse(env.wrap(choices, usage=schemas.usage(stats), timings=schemas.timings(stats)))
 
-    def _chat_logprobs(self, obj: object) -> dict[str, Any] | None:
-        items = logprobs_of(obj)
+    def _chat_logprobs(self, items: list[TokenLogprob] | None) -> dict[str, Any] | None:
         return None if items is None else schemas.chat_logprobs(self.s.model, items)
 
-    async def _chat_stream(self, request: Request, req: schemas.ChatRequest,
-                           kwargs: dict[str, Any]) -> Response:
+    async def _chat_stream(self, request: Request, req: schemas.ChatRequest) -> Response:
         ticket = self.s.admission.acquire(len(req.choices))  # released when the stream ends
-        streams: list[ResultStream[ChatDelta, ChatResult]] = []
+        streams: list[Tracked[ChatDelta, ChatResult]] = []
         try:
-            streams = [self.s.engine.stream_chat(req.messages, sp, **kwargs) for sp in req.choices]
+            for sp in req.choices:  # appended one by one: a failure closes those already open
+                streams.append(self.s.engine.stream_chat(req, sp))
             # Errors before the first token (template, context size) still get their status.
             first = await until_disconnected(request.receive, _first(streams[0]))
         except BaseException:
@@ -267,7 +254,6 @@ class Routes:
                 await st.aclose()
             raise
         env = Envelope("chat.completion.chunk", self.s.ctx.model_name)
-        streamed_calls = self.s.engine.features.streamed_tool_calls
         rid = _request_id(request)
 
         async def events() -> AsyncIterator[bytes]:
@@ -284,12 +270,14 @@ class Routes:
                         result = streams[i].result
                         assert result is not None
                         results[i] = result
-                        for chunk in self._chat_final(env, i, result, streamed_calls):
-                            yield event(chunk)
+                        calls = bool(result.tool_calls)
+                        yield event(env.wrap([{"index": i, "delta": {}, "logprobs": None,
+                                               "finish_reason": schemas.finish_reason(result.finish_reason, calls)}],
+                                             timings=schemas.timings([result.stats])))
                         continue
                     assert isinstance(d, ChatDelta)
                     delta = _delta_dict(d)
-                    lp = self._chat_logprobs(d) if req.logprobs else None
+                    lp = self._chat_logprobs(d.logprobs) if req.logprobs else None
                     if delta or lp:
                         yield event(env.wrap([{"index": i, "delta": delta, "logprobs": lp,
                                                "finish_reason": None}]))
@@ -312,19 +300,6 @@ class Routes:
 
         return _EventStream(events(), rid, close)
 
-    def _chat_final(self, env: Envelope, i: int, result: ChatResult,
-                    streamed_calls: bool) -> list[dict[str, Any]]:
-        out = []
-        calls = schemas.tool_calls(result)
-        if calls and not streamed_calls:  # the engine does not stream them: each call whole
-            out.append(env.wrap([{"index": i, "delta": {"tool_calls": [
-                {"index": j, **c} for j, c in enumerate(calls)]}, "logprobs": None,
-                "finish_reason": None}]))
-        out.append(env.wrap([{"index": i, "delta": {}, "logprobs": None,
-                              "finish_reason": schemas.finish_reason(result.finish_reason, bool(calls))}],
-                            timings=schemas.timings([result.stats])))
-        return out
-
     # -- completions -----------------------------------------------------------------------------
     async def completions(self, request: Request) -> Response:
         """OpenAI (legacy) completions: text or token-id prompts, ``n``, ``logprobs``, ..."""
@@ -339,22 +314,22 @@ class Routes:
                 cache_prompt=req.cache_prompt))
         env = Envelope("text_completion", self.s.ctx.model_name)
         choices = [{"index": i, "text": o.text,
-                    "logprobs": self._completion_logprobs(o) if req.logprobs is not None else None,
+                    "logprobs": self._completion_logprobs(o.logprobs) if req.logprobs is not None else None,
                     "finish_reason": schemas.finish_reason(o.finish_reason)} for i, o in enumerate(outs)]
         stats = [o.stats for o in outs]
         return JSONResponse(env.wrap(choices, usage=schemas.usage(stats), timings=schemas.timings(stats)))
 
-    def _completion_logprobs(self, obj: object, offset: int = 0) -> dict[str, Any] | None:
-        items = logprobs_of(obj)
+    def _completion_logprobs(self, items: list[TokenLogprob] | None,
+                             offset: int = 0) -> dict[str, Any] | None:
         return None if items is None else schemas.completion_logprobs(self.s.model, items, offset)
 
     async def _completion_stream(self, request: Request, req: schemas.CompletionRequest) -> Response:
         ticket = self.s.admission.acquire(len(req.choices))  # released when the stream ends
-        streams: list[ResultStream[GenerationChunk, GenerationOutput]] = []
+        streams: list[Tracked[GenerationChunk, GenerationOutput]] = []
         try:
-            streams = [self.s.engine.stream_completion(req.prompt_of(i), sp, req.speculator,
-                                                       cache_prompt=req.cache_prompt)
-                       for i, sp in enumerate(req.choices)]
+            for i, sp in enumerate(req.choices):  # one by one: a failure closes those already open
+                streams.append(self.s.engine.stream_completion(req.prompt_of(i), sp, req.speculator,
+                                                               cache_prompt=req.cache_prompt))
             first = await until_disconnected(request.receive, _first(streams[0]))
         except BaseException:
             ticket.release()
@@ -380,7 +355,7 @@ class Routes:
                                              timings=schemas.timings([out.stats])))
                         continue
                     assert isinstance(c, GenerationChunk)
-                    lp = self._completion_logprobs(c, offsets[i]) if req.logprobs is not None else None
+                    lp = self._completion_logprobs(c.logprobs, offsets[i]) if req.logprobs is not None else None
                     offsets[i] += len(c.text)
                     if c.text or lp:
                         yield event(env.wrap([{"index": i, "text": c.text, "logprobs": lp,
@@ -408,7 +383,7 @@ class Routes:
 _NOTHING: Any = object()
 
 
-async def _first(stream: ResultStream[Any, Any]) -> Any:
+async def _first(stream: Tracked[Any, Any]) -> Any:
     """The stream's first item, or ``_NOTHING`` when it is empty (errors are raised)."""
     try:
         return await stream.__anext__()
@@ -422,18 +397,16 @@ def _delta_dict(d: ChatDelta) -> dict[str, Any]:
         out["content"] = d.content
     if d.reasoning_content:
         out["reasoning_content"] = d.reasoning_content
-    calls = getattr(d, "tool_calls", None)
-    if calls:
+    if d.tool_calls:
         out["tool_calls"] = []
-        for c in calls:
+        for c in d.tool_calls:
             call: dict[str, Any] = {"index": c.index}
-            if getattr(c, "id", ""):
+            if c.id:
                 call["id"] = c.id
                 call["type"] = "function"
-            fn: dict[str, Any] = {}
-            if getattr(c, "name", ""):
-                fn["name"] = c.name
-            fn["arguments"] = getattr(c, "arguments", "") or ""
+            fn: dict[str, Any] = {"arguments": c.arguments}
+            if c.name:
+                fn = {"name": c.name, **fn}
             call["function"] = fn
             out["tool_calls"].append(call)
     return out

@@ -18,12 +18,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..chat import ChatResult, ChatStats
-from ..grammar import json_object_grammar, json_schema_to_grammar
+from ..grammar import json_schema_to_grammar
 from ..model import Model
-from ..results import GenerationStats
+from ..results import GenerationStats, TokenLogprob
 from ..sampling import DEFAULT_SEED, SamplingParams, none_means_default, option_fields
 from ..speculator import Speculator
-from .engine import Features, TokenLogprobLike
 from .errors import APIError, bad_request
 
 MAX_TOP_LOGPROBS = 20
@@ -68,7 +67,6 @@ class Context:
     model: Model
     sampling: SamplingParams
     speculator: Speculator
-    features: Features
     limits: Limits
     model_name: str
 
@@ -163,9 +161,9 @@ def _logit_bias(value: Any, model: Model) -> dict[int, float]:
     return out
 
 
-def _grammar(body: Mapping[str, Any]) -> tuple[str | None, bool]:
-    """The GBNF grammar of ``grammar``, ``json_schema`` (llama-server) or ``response_format``
-    (OpenAI), and whether it came from a JSON format (so thinking is off by default)."""
+def _format(body: Mapping[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
+    """The GBNF ``grammar``, or the JSON schema of ``json_schema`` (llama-server) or
+    ``response_format`` (OpenAI; ``{}`` for any JSON object): at most one of them."""
     grammar, schema, fmt = body.get("grammar"), body.get("json_schema"), body.get("response_format")
     if grammar is not None and not isinstance(grammar, str):
         raise bad_request("'grammar' must be a string (GBNF)", "grammar")
@@ -193,23 +191,29 @@ def _grammar(body: Mapping[str, Any]) -> tuple[str | None, bool]:
             raise bad_request("'response_format.type' must be 'text', 'json_object' or "
                               f"'json_schema', not {kind!r}", "response_format")
     if schema is None:
-        return (grammar or None), False
+        return (grammar or None), None
     if grammar:
         raise bad_request("cannot use both a JSON schema (response_format / json_schema) and "
                           "'grammar'", "grammar")
     if not isinstance(schema, Mapping):
         raise bad_request("a JSON schema must be an object", "response_format")
+    return None, dict(schema)
+
+
+def schema_grammar(schema: Mapping[str, Any]) -> str:
+    """The GBNF grammar of a request's JSON schema (400 naming ``response_format`` when llama.cpp's
+    converter cannot use it)."""
     try:
-        text = json_object_grammar() if schema == {} else json_schema_to_grammar(schema)
+        return json_schema_to_grammar(schema)
     except ValueError as exc:
         raise bad_request(f"the JSON schema cannot be used: {exc}", "response_format") from None
-    return text, True
 
 
-def sampling_from(body: Mapping[str, Any], ctx: Context) -> tuple[SamplingParams, bool]:
-    """The request's sampling fields over the server's defaults, and whether a JSON format was
-    asked for. Each :class:`SamplingParams` field is read from its request keys (the first one
-    present), typed by its metadata; the values are validated by SamplingParams (a 400)."""
+def sampling_from(body: Mapping[str, Any], ctx: Context) -> tuple[SamplingParams, dict[str, Any] | None]:
+    """The request's sampling fields over the server's defaults (``grammar`` included), and the
+    JSON schema the reply must follow, if one was asked for. Each :class:`SamplingParams` field
+    is read from its request keys (the first one present), typed by its metadata; the values are
+    validated by SamplingParams (a 400)."""
     kw: dict[str, Any] = {}
     for f in option_fields():
         key = next((k for k in f.metadata["keys"] if k in body), None)
@@ -238,7 +242,7 @@ def sampling_from(body: Mapping[str, Any], ctx: Context) -> tuple[SamplingParams
             kw[f.name] = value
         else:  # a field kind this server does not know how to read
             raise bad_request(f"'{key}' is not supported", key)
-    grammar, json_format = _grammar(body)
+    grammar, schema = _format(body)
     if grammar is not None:
         kw["grammar"] = grammar
     base = ctx.sampling
@@ -246,7 +250,16 @@ def sampling_from(body: Mapping[str, Any], ctx: Context) -> tuple[SamplingParams
         params = replace(base, **{"stop": list(base.stop), "logit_bias": dict(base.logit_bias), **kw})
     except ValueError as exc:
         raise bad_request(str(exc)) from None
-    return params, json_format
+    return params, schema
+
+
+def with_logprobs(params: SamplingParams, k: int) -> SamplingParams:
+    """``params`` asking for the log-probabilities of the generated tokens, with ``k`` top
+    alternatives each."""
+    try:
+        return replace(params, logprobs=k)
+    except ValueError as exc:
+        raise bad_request(str(exc), "logprobs") from None
 
 
 def choices_of(params: SamplingParams, n: int) -> list[SamplingParams]:
@@ -322,15 +335,6 @@ def _check_prompt_tokens(n_tokens: int, ctx: Context) -> None:
         raise APIError(400, f"the prompt has {n_tokens} tokens, more than this server's limit of "
                        f"{limit}", "exceed_context_size_error", n_prompt_tokens=n_tokens,
                        n_ctx=ctx.model.n_ctx)
-
-
-def _logprobs_unavailable(ctx: Context, chat: bool, stream: bool) -> APIError | None:
-    f = ctx.features
-    if not f.logprobs or (chat and not f.chat_logprobs) or (chat and stream and not f.chat_stream_logprobs):
-        return bad_request("'logprobs' is not supported by this build's engine yet"
-                           f"{' for streamed chat' if chat and stream and f.chat_logprobs else ''} "
-                           "(it needs the batching engine's log-probabilities)", "logprobs")
-    return None
 
 
 # -- chat ----------------------------------------------------------------------------------------
@@ -439,14 +443,10 @@ class ChatRequest:
     tool_choice: str
     stream: bool
     include_usage: bool
+    json_schema: dict[str, Any] | None = None
+    """The reply's JSON schema (``response_format`` / ``json_schema``): the chat template's own
+    grammar makes the answer follow it after free reasoning."""
     logprobs: bool = False
-    top_logprobs: int = 0
-
-    def chat_kwargs(self, chat_template: str | None) -> dict[str, Any]:
-        """Keyword arguments of ``Model.chat_stream`` besides messages and sampling."""
-        return dict(speculator=self.speculator, enable_thinking=self.enable_thinking,
-                    reasoning_budget=self.reasoning_budget, tools=self.tools,
-                    tool_choice=self.tool_choice, chat_template=chat_template)
 
 
 def chat_request(body: Mapping[str, Any], ctx: Context) -> ChatRequest:
@@ -460,8 +460,11 @@ def chat_request(body: Mapping[str, Any], ctx: Context) -> ChatRequest:
     tools, tool_choice = _tools(body)
     if body.get("parallel_tool_calls") is False:
         raise bad_request("'parallel_tool_calls': false is not supported", "parallel_tool_calls")
-    # A grammar (or response_format) constrains the whole reply, tool calls included.
-    params, json_format = sampling_from(body, ctx)
+    # A grammar constrains the whole reply (reasoning and tool calls included); a JSON schema
+    # only the answer (the template's grammar: reasoning first, then the JSON).
+    params, schema = sampling_from(body, ctx)
+    if schema is not None:
+        schema_grammar(schema)  # an unusable schema is a 400 naming the field, before any work
     kwargs = body.get("chat_template_kwargs", {})
     if not isinstance(kwargs, Mapping):
         raise bad_request("'chat_template_kwargs' must be an object", "chat_template_kwargs")
@@ -472,11 +475,6 @@ def chat_request(body: Mapping[str, Any], ctx: Context) -> ChatRequest:
     thinking = kwargs.get("enable_thinking", body.get("enable_thinking"))
     if thinking is not None and not isinstance(thinking, bool):
         raise bad_request("'enable_thinking' must be a boolean", "chat_template_kwargs")
-    if json_format and thinking:
-        # The grammar constrains the whole reply, reasoning included (llama-server's
-        # reasoning-then-JSON grammar needs the chat format's own grammar).
-        raise bad_request("'response_format' with thinking on is not supported: set "
-                          "chat_template_kwargs.enable_thinking to false", "response_format")
     budget = None
     for key in ("reasoning_budget_tokens", "reasoning_budget", "thinking_budget_tokens"):
         if (value := _number(body, key, integer=True, lo=-1)) is not None:
@@ -488,23 +486,11 @@ def chat_request(body: Mapping[str, Any], ctx: Context) -> ChatRequest:
     if top is not None and not logprobs:
         raise bad_request("'top_logprobs' needs 'logprobs': true", "top_logprobs")
     if logprobs:
-        if (err := _logprobs_unavailable(ctx, chat=True, stream=stream)) is not None:
-            raise err
-        params = with_logprobs_checked(params, top or 0)
+        params = with_logprobs(params, top or 0)
     n = _n(body, ctx)
     return ChatRequest(messages, choices_of(params, n), speculator_from(body, ctx.speculator),
-                       thinking if thinking is not None else not json_format, budget, tools,
-                       tool_choice, stream, _stream_options(body, stream), logprobs, top or 0)
-
-
-def with_logprobs_checked(params: SamplingParams, k: int) -> SamplingParams:
-    """``params`` asking for ``k`` top alternatives per token (engine feature)."""
-    from .engine import with_logprobs
-
-    try:
-        return with_logprobs(params, k)
-    except (TypeError, ValueError) as exc:
-        raise bad_request(str(exc), "logprobs") from None
+                       thinking if thinking is not None else True, budget, tools, tool_choice,
+                       stream, _stream_options(body, stream), schema, logprobs)
 
 
 # -- completions ---------------------------------------------------------------------------------
@@ -568,7 +554,9 @@ def completion_request(body: Mapping[str, Any], ctx: Context) -> CompletionReque
         raise bad_request("'echo' is not supported", "echo")
     if body.get("suffix"):
         raise bad_request("'suffix' is not supported", "suffix")
-    params, _ = sampling_from(body, ctx)
+    params, schema = sampling_from(body, ctx)
+    if schema is not None:  # no template here: the schema's grammar constrains the whole text
+        params = replace(params, grammar=schema_grammar(schema))
     stream = _bool(body, "stream")
     n = _n(body, ctx, len(prompts))
     best_of = _number(body, "best_of", integer=True, lo=1)
@@ -576,9 +564,7 @@ def completion_request(body: Mapping[str, Any], ctx: Context) -> CompletionReque
         raise bad_request("'best_of' other than n is not supported", "best_of")
     logprobs = _number(body, "logprobs", integer=True, lo=0, hi=MAX_TOP_LOGPROBS)
     if logprobs is not None:
-        if (err := _logprobs_unavailable(ctx, chat=False, stream=stream)) is not None:
-            raise err
-        params = with_logprobs_checked(params, logprobs)
+        params = with_logprobs(params, logprobs)
     per_prompt = choices_of(params, n)
     return CompletionRequest(prompts, per_prompt * len(prompts), speculator_from(body, ctx.speculator),
                              stream, _stream_options(body, stream), n, logprobs,
@@ -648,7 +634,7 @@ def _piece(model: Model, token: int) -> tuple[str, list[int]]:
     return raw.decode("utf-8", errors="replace"), list(raw)
 
 
-def chat_logprobs(model: Model, items: Sequence[TokenLogprobLike]) -> dict[str, Any]:
+def chat_logprobs(model: Model, items: Sequence[TokenLogprob]) -> dict[str, Any]:
     """OpenAI chat ``logprobs``: ``{"content": [{token, logprob, bytes, top_logprobs}]}``."""
     content = []
     for item in items:
@@ -661,7 +647,7 @@ def chat_logprobs(model: Model, items: Sequence[TokenLogprobLike]) -> dict[str, 
     return {"content": content, "refusal": None}
 
 
-def completion_logprobs(model: Model, items: Sequence[TokenLogprobLike],
+def completion_logprobs(model: Model, items: Sequence[TokenLogprob],
                         offset: int = 0) -> dict[str, Any]:
     """OpenAI completions ``logprobs``: tokens, token_logprobs, top_logprobs, text_offset."""
     tokens, lps, tops, offsets = [], [], [], []
