@@ -1,8 +1,12 @@
 #include "adaptive.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace llama_mtp {
+
+// The most of plain decoding's time that shadow probes may take while drafting does not pay.
+constexpr double kProbeShare = 0.025;
 
 double expected_tokens(const std::vector<double>& p, int k) {
     double total = 1.0;
@@ -151,7 +155,13 @@ DraftController::Choice DraftController::choose(const StepCosts& steps, const Dr
     }
     if (!probing() && ++plain_steps_ >= probe_interval_) {
         plain_steps_ = 0;
-        probe_interval_ = std::min(probe_interval_ * 2, 32);
+        // Probes cost a drafting pass each: the interval doubles while they fail, up to where
+        // they cost at most ~2.5 % of plain decoding (so cheap drafts are probed often and a
+        // change in the text is noticed within a few tokens), and never past 32 steps.
+        const double plain = steps.seconds(other_rows + 1);
+        const double ceiling = plain > 0 ? drafts.seconds(depth) / (kProbeShare * plain) : 32.0;
+        const int max_interval = std::clamp(static_cast<int>(std::ceil(ceiling)), 4, 32);
+        probe_interval_ = std::min(std::max(probe_interval_ * 2, 4), max_interval);
         return {limit, true};  // does drafting pay again?
     }
     return {};
@@ -170,6 +180,12 @@ std::pair<int, int> DraftController::observe(int32_t token) {
     const std::pair<int, int> outcome{static_cast<int>(probe_draft_.size()), static_cast<int>(probe_matched_)};
     acceptance_.update(outcome.first, outcome.second);
     drop_probe();
+    // a probe accepted whole: drafting may pay again -- keep probing every step until the
+    // estimate says so (or a probe fails)
+    if (outcome.second == outcome.first) {
+        probe_interval_ = 1;
+        plain_steps_ = 0;
+    }
     return outcome;
 }
 

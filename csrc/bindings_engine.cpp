@@ -305,6 +305,28 @@ void bind_engine(py::module_& m) {
         },
         py::arg("samples"), py::arg("rows"));
 
+    // One sequence's controller with fixed costs (step_seconds[r], draft_seconds[d]), for tests
+    // that replay a text through it.
+    py::class_<DraftController>(m, "_DraftController")
+        .def(py::init<int>(), py::arg("n_max"))
+        .def(
+            "choose",
+            [](DraftController& c, const std::vector<double>& step_seconds, const std::vector<double>& draft_seconds,
+               int depth, int other_rows) {
+                StepCosts steps;
+                for (size_t r = 1; r < step_seconds.size(); ++r) steps.add(static_cast<int>(r), step_seconds[r]);
+                DraftCosts drafts;
+                for (size_t d = 1; d < draft_seconds.size(); ++d) drafts.add(static_cast<int>(d), draft_seconds[d]);
+                const DraftController::Choice choice = c.choose(steps, drafts, depth, other_rows);
+                return std::make_pair(choice.length, choice.probe);
+            },
+            py::arg("step_seconds"), py::arg("draft_seconds"), py::arg("depth"), py::arg("other_rows"))
+        .def("verified", &DraftController::verified, py::arg("drafted"), py::arg("accepted"))
+        .def("start_probe", &DraftController::start_probe, py::arg("draft"))
+        .def("observe", &DraftController::observe, py::arg("token"))
+        .def_property_readonly("probing", &DraftController::probing)
+        .def_property_readonly("acceptance", [](const DraftController& c) { return c.acceptance().p(); });
+
     m.def("begin_shutdown", &begin_shutdown,
           "Called by llama_mtp's exit hook: from now on, threads waiting in native code never re-take "
           "the GIL (they park until the process ends).");

@@ -96,3 +96,67 @@ def test_auto_from_every_spelling() -> None:
     assert Speculator.from_config({"method": "mtp", "num_speculative_tokens": "auto"}).adaptive
     with pytest.raises(ValueError, match="auto"):
         Speculator.mtp("often")  # type: ignore[arg-type]
+
+
+def replay(agree: list[bool], step_seconds: list[float], draft_seconds: list[float],
+           depth: int = 2) -> list[tuple[int, int]]:
+    """Runs one sequence's controller along a text whose draft token at position i matches the
+    target's when agree[i]: verified drafts accept up to the first mismatch, probes are compared
+    with the tokens plain decoding produces. Returns (position, verified draft length) per step."""
+    controller = _core._DraftController(depth)
+    steps: list[tuple[int, int]] = []
+    pos = 0
+    while pos + depth < len(agree):
+        k, probe = controller.choose(step_seconds, draft_seconds, depth, 0)
+        if k > 0 and not probe:
+            accepted = 0
+            while accepted < k and agree[pos + accepted]:
+                accepted += 1
+            controller.verified(k, accepted)
+            steps.append((pos, k))
+            pos += accepted + 1
+            continue
+        if probe:
+            controller.start_probe([pos + i if agree[pos + i] else -1 for i in range(k)])
+        steps.append((pos, 0))
+        controller.observe(pos)
+        pos += 1
+    return steps
+
+
+def test_controller_follows_agreement_that_varies_along_the_text() -> None:
+    """Spans of 40 tokens the head always predicts alternate with spans it never does (the
+    "varying" synthetic behaviour). With costs where a fully accepted draft pays and a rejected
+    one does not, the controller verifies drafts through the agreeing spans and decodes plainly
+    through the others, after a few tokens of each span to notice the change."""
+    span = 40
+    agree = [(i // span) % 2 == 0 for i in range(8 * span)]
+    steps = replay(agree, linear(1.0, 0.05), [0.0, 0.15, 0.3])
+    settle = 16  # tokens into a span before the choice must have followed it
+    drafted_in = {True: 0, False: 0}
+    steps_in = {True: 0, False: 0}
+    for pos, k in steps:
+        if pos % span < settle:
+            continue
+        steps_in[agree[pos]] += 1
+        drafted_in[agree[pos]] += k > 0
+    assert drafted_in[True] >= 0.8 * steps_in[True], (drafted_in, steps_in)
+    assert drafted_in[False] <= 0.1 * steps_in[False], (drafted_in, steps_in)
+    # and with no agreement at all, drafting stops for good but for the probes
+    never = replay([False] * 400, linear(1.0, 0.05), [0.0, 0.15, 0.3])
+    assert sum(k > 0 for _, k in never[20:]) <= 2, never
+
+
+def test_auto_on_text_whose_agreement_varies(synthetic_model: ModelFactory) -> None:
+    """auto on the "varying" synthetic model (agreement 1 and 0 in alternate spans) gives exactly
+    plain decoding's tokens, whatever it chooses on this machine's measured costs."""
+    path = synthetic_model(behaviour="varying", vocab_size=4096)
+    with Model(path, n_ctx=4096, n_threads=1) as model:
+        prompt = model.tokenize(" the")
+        params = SamplingParams.greedy(max_tokens=480, ignore_eos=True)  # three 160-token cycles
+        base = model.generate(prompt, params)
+        spec = Speculator.mtp("auto")
+        for _ in range(2):  # the second request starts from what the first learned
+            auto = model.generate(prompt, params, speculator=spec)
+            assert auto.tokens == base.tokens
+            assert sum(auto.stats.draft_len_histogram) > 0

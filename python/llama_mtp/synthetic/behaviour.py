@@ -35,7 +35,7 @@ from typing import Callable, Sequence
 
 from .tokenizer import QwenVocab
 
-__all__ = ["Behaviour", "TEXT_SCRIPT", "CHAT_SCRIPT", "make_behaviour", "disagreement_positions",
+__all__ = ["Behaviour", "TEXT_SCRIPT", "CHAT_SCRIPT", "VARYING_SCRIPT", "make_behaviour", "disagreement_positions",
            "AcceptanceStats", "script_ranks"]
 
 TEXT_SCRIPT = (" The quick brown fox jumps over a lazy dog. Meanwhile, in an old harbour town "
@@ -55,7 +55,23 @@ and a token can appear only once in a script.
 With ``enable_thinking=False`` the opener ends with ``</think>\\n\\n`` and the output is the
 answer only."""
 
-SCRIPTS = {"text": TEXT_SCRIPT, "chat": CHAT_SCRIPT}
+VARYING_SCRIPT = (" the of and to in is that for it as was with be by on not he this are or his from at "
+                  "which but have an they you were her she there one all we their has been if more when "
+                  "will would who so no out up into do any your what time could about than other only "
+                  "then its also made after first two new some these may like did people over such most "
+                  "many me years where much way even our well back down through should because each "
+                  "those just how being before very same own while here under make great still between "
+                  "must another good life right never again world last against might both long little "
+                  "state year part since take place something around end without house form used work "
+                  "small know country three large children old every far come given point school among "
+                  "several water high case need fact early hand present public next")
+"""The cycle of the ``"varying"`` behaviour: 160 distinct one-token words (all among the 4,096
+lowest BPE ranks), in four spans of :data:`VARYING_SPAN` along which the MTP head alternately
+always agrees and never does -- like code, which a draft head predicts well, between prose."""
+
+VARYING_SPAN = 40
+
+SCRIPTS = {"text": TEXT_SCRIPT, "chat": CHAT_SCRIPT, "varying": VARYING_SCRIPT}
 
 
 def _walk_rate(agree: Sequence[bool], start: int, n_generate: int) -> float:
@@ -285,8 +301,14 @@ def make_behaviour(kind: str, vocab: QwenVocab, mtp_agreement: float = 0.8, *,
     if len(ids) < 3:
         raise ValueError("a behaviour script needs at least 3 distinct tokens")
     eog = frozenset(vocab.special_ids[s] for s in ("<|im_end|>", "<|endoftext|>"))
-    wrong = (disagreement_positions(len(ids), mtp_agreement, seed) if has_mtp
-             else frozenset(range(len(ids))))
+    if not has_mtp:
+        wrong = frozenset(range(len(ids)))
+    elif kind == "varying":
+        # agreement varies along the text: spans of full and of no agreement (mtp_agreement unused)
+        wrong = frozenset(i for i in range(len(ids)) if (i // VARYING_SPAN) % 2 == 1)
+        mtp_agreement = 1.0 - len(wrong) / len(ids)
+    else:
+        wrong = disagreement_positions(len(ids), mtp_agreement, seed)
     return Behaviour(kind=kind, script=tuple(ids), mtp_agreement=float(mtp_agreement),
                      wrong=wrong, eog=eog, has_mtp=has_mtp)
 

@@ -136,8 +136,10 @@ def build(path: str | os.PathLike[str], preset: str | Shape = "tiny", quant: str
             (``"Q4_K_M"``, ``"Q6_K"``, ``"Q2_K"`` ...).
         mtp_agreement: fraction of greedy MTP drafts (``n_max=1``) the main model accepts.
         seed: seeds every random value; same arguments give the same bytes.
-        behaviour: ``"text"`` (a cycle through an 81-token passage) or ``"chat"`` (reasoning,
-            ``</think>``, an answer and ``<|im_end|>`` after an assistant opener).
+        behaviour: ``"text"`` (a cycle through an 81-token passage), ``"chat"`` (reasoning,
+            ``</think>``, an answer and ``<|im_end|>`` after an assistant opener) or
+            ``"varying"`` (a 160-token cycle whose MTP agreement alternates between 1 and 0 in
+            spans of 40 tokens; ``mtp_agreement`` is then unused).
         mtp: ``False`` writes no MTP block and no ``nextn_predict_layers`` key.
         vocab_size: override the preset's vocabulary size (248,320 = the real tokenizer;
             smaller keeps the lowest BPE ranks, see :func:`~.tokenizer.load_vocab`).

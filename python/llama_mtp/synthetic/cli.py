@@ -24,7 +24,7 @@ def make_parser(prog: str = "llama-mtp synth") -> argparse.ArgumentParser:
     p.add_argument("--mtp-agreement", type=float, default=0.8,
                    help="fraction of MTP drafts the main model accepts, in [0, 1] (default 0.8)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--behaviour", default="text", choices=["text", "chat"],
+    p.add_argument("--behaviour", default="text", choices=["text", "chat", "varying"],
                    help="text: cycle through a passage; chat: <think> ... </think> answer")
     p.add_argument("--no-mtp", action="store_true", help="write no MTP block")
     p.add_argument("--vocab-size", type=int, default=None,

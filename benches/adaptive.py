@@ -1,0 +1,119 @@
+"""Adaptive draft length (``Speculator.mtp(n_max="auto")``) against plain decoding and every fixed
+``n_max``, on the synthetic bench model at several MTP agreements and quantizations, and on the
+``varying`` behaviour (agreement alternating between 1 and 0 along the text).
+
+Each cell is one model loaded once in this process; after a warm-up (which also lets ``auto``
+learn this machine's step and drafting costs), ``--rounds`` rounds each run every mode once, in
+an order that rotates every round, on the same prompt (greedy, ``cache_prompt=False``). A mode's
+speed is the median of its generation tok/s over the rounds; the cell reports auto / the best
+other mode. Interleaving the modes in one process exposes them to the same machine drift.
+
+    python benches/adaptive.py --out adaptive-t2                      # the full table
+    python benches/adaptive.py --agreements 0.8 --quants Q4_K_M --rounds 3 --out smoke
+
+Writes benches/results/OUT.md and OUT.json with the command and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import bench  # noqa: E402
+import refs  # noqa: E402
+
+MODES = ("plain", "mtp1", "mtp2", "mtp3", "auto")
+
+
+def ensure_varying(quant: str) -> Path:
+    """The bench preset with the ``varying`` behaviour (built once)."""
+    from llama_mtp import synthetic
+
+    path: Path = refs.CACHE / "models" / f"bench-v110080-{quant}-varying.gguf"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        synthetic.build(path, preset="bench", quant=quant, vocab_size=110080, behaviour="varying",
+                        progress=True)
+    return path
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--agreements", default="0.5,0.8,1.0")
+    ap.add_argument("--quants", default="Q4_K_M,Q8_0")
+    ap.add_argument("--varying", default="Q4_K_M", help="quants of the varying model ('' for none)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--n-predict", type=int, default=160)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+
+    from llama_mtp import Model, SamplingParams, Speculator
+
+    specs: dict[str, Any] = {"plain": Speculator.none(), "mtp1": Speculator.mtp(1),
+                             "mtp2": Speculator.mtp(2), "mtp3": Speculator.mtp(3),
+                             "auto": Speculator.mtp("auto")}
+    cells: list[tuple[str, str, Path]] = []
+    for q in [q for q in a.quants.split(",") if q]:
+        for ag in [g for g in a.agreements.split(",") if g]:
+            cells.append((q, ag, bench.ensure_model("bench", q, float(ag), 110080)))
+    for q in [q for q in a.varying.split(",") if q]:
+        cells.append((q, "varying", ensure_varying(q)))
+    prompt = "Once upon a time, in an old harbour town called Kestrel Bay, there lived"
+    greedy = SamplingParams.greedy(max_tokens=a.n_predict, ignore_eos=True)
+    rows: list[dict[str, Any]] = []
+    started = time.time()
+    for q, ag, path in cells:
+        speeds: dict[str, list[float]] = {m: [] for m in MODES}
+        hist: list[int] = []
+        tokens: dict[str, list[int]] = {}
+        with Model(path, n_ctx=2048, n_threads=a.threads, n_threads_batch=a.threads) as model:
+            for m in MODES:  # warm-up: pages in the weights, auto learns the costs
+                model.generate(prompt, greedy, speculator=specs[m], cache_prompt=False)
+            for rnd in range(a.rounds):
+                order = MODES[rnd % len(MODES):] + MODES[:rnd % len(MODES)]
+                for m in order:
+                    out = model.generate(prompt, greedy, speculator=specs[m], cache_prompt=False)
+                    speeds[m].append(out.stats.predicted_per_second)
+                    tokens.setdefault(m, out.tokens)
+                    if m == "auto":
+                        hist = out.stats.draft_len_histogram
+        med = {m: statistics.median(v) for m, v in speeds.items()}
+        best_other = max((m for m in MODES if m != "auto"), key=lambda m: med[m])
+        row = {"quant": q, "agreement": ag, **{f"{m}_tps": round(med[m], 3) for m in MODES},
+               "best_other": best_other, "auto/best": round(med["auto"] / med[best_other], 4),
+               "auto_draft_lengths": hist,
+               "same_tokens": all(t == tokens["plain"] for t in tokens.values())}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    lines = ["# Adaptive draft length vs plain and fixed n_max (generation tok/s, medians)", "",
+             f"- command: `{shlex.join([sys.executable, *sys.argv])}`",
+             f"- machine: {bench.machine()}; load {bench.loadavg()}",
+             f"- bench preset (vocab 110080), -t {a.threads}, {a.n_predict} tokens greedy, "
+             f"{a.rounds} interleaved rounds after a warm-up; {time.time() - started:.0f} s", "",
+             "| quant | agreement | plain | MTP1 | MTP2 | MTP3 | auto | auto / best other | "
+             "auto's draft lengths (k: steps) | same tokens |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        chosen = ", ".join(f"{k}: {n}" for k, n in enumerate(r["auto_draft_lengths"]) if n)
+        lines.append(f"| {r['quant']} | {r['agreement']} | {r['plain_tps']:.2f} | {r['mtp1_tps']:.2f} | "
+                     f"{r['mtp2_tps']:.2f} | {r['mtp3_tps']:.2f} | {r['auto_tps']:.2f} | "
+                     f"{r['auto/best']:.3f} ({r['best_other']}) | {chosen} | {r['same_tokens']} |")
+    md = "\n".join(lines) + "\n"
+    bench.RESULTS.mkdir(parents=True, exist_ok=True)
+    (bench.RESULTS / f"{a.out}.md").write_text(md)
+    (bench.RESULTS / f"{a.out}.json").write_text(json.dumps({"rows": rows}, indent=1))
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
