@@ -191,8 +191,10 @@ void serve_rpc(const std::string& host, int port, const std::string& cache_dir, 
     const std::string endpoint = host + ":" + std::to_string(port);
     start(endpoint.c_str(), cache_dir.empty() ? nullptr : cache_dir.c_str(), static_cast<size_t>(n_threads),
           devices.size(), devices.data());
+    // ggml's server returns only when it cannot bind, or when accept() fails (a signal).
     throw std::runtime_error("the RPC server could not listen on " + endpoint +
-                             " (is the port in use, or the address not one of this machine's?)");
+                             " or stopped accepting (is the port in use, or the address not one of "
+                             "this machine's?)");
 }
 
 uint64_t rpc_failures(const std::vector<std::string>& peers) {

@@ -21,7 +21,7 @@ import pytest
 
 import llama_mtp
 from llama_mtp import Model, ModelLoadError, SamplingParams, Speculator, synthetic
-from tests.rpc_servers import LLAMA_CPP_RPC_SERVER, RpcServer, free_port, wait_listening
+from tests.rpc_servers import LLAMA_CPP_RPC_SERVER, ROOT, RpcServer, free_port, wait_listening
 
 ModelFactory = Callable[..., Path]
 PROMPT = "Once upon a time"
@@ -124,6 +124,26 @@ def test_interoperates_with_llama_cpps_own_rpc_server(tiny_model_path: Path) -> 
         ours.stop()
 
 
+def test_llama_cpps_own_client_uses_our_server(tiny_model_path: Path) -> None:
+    """llama.cpp's llama-completion --rpc, against `llama-mtp rpc-server`."""
+    completion = ROOT / "benches" / ".cache" / "tools" / "bin" / "llama-completion"
+    if not completion.exists():
+        pytest.skip(f"llama.cpp's llama-completion is not built ({completion}): python benches/refs.py tools")
+    ours = RpcServer()
+    try:
+        cmd = [str(completion), "-m", str(tiny_model_path), "-p", PROMPT, "-n", "16", "--temp", "0", "--top-k", "1",
+               "-t", "1", "-c", "256", "-no-cnv", "--no-warmup", "--no-display-prompt", "-ngl", str(NGL), "-v"]
+        local = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        remote = subprocess.run(cmd + ["--rpc", ours.endpoint], capture_output=True, text=True, timeout=300)
+    finally:
+        ours.stop()
+    assert local.returncode == 0 and remote.returncode == 0, remote.stderr[-3000:]
+    assert f"[{ours.endpoint}] model buffer size" in remote.stderr  # its layers went to our server
+    with Model(tiny_model_path, n_ctx=256, n_threads=1) as model:
+        expected = model.generate(PROMPT, greedy(16)).text
+    assert remote.stdout.strip() == local.stdout.strip() and remote.stdout.strip().startswith(expected.strip())
+
+
 def test_an_unreachable_server_is_a_model_load_error_naming_it(tiny_model_path: Path,
                                                                 two_servers: tuple[RpcServer, RpcServer]) -> None:
     a, _ = two_servers
@@ -203,6 +223,10 @@ CHILD = textwrap.dedent("""
     except DecodeError:
         report["second"] = "DecodeError"
     report["second_seconds"] = time.monotonic() - t0
+    if mode == "idle-exit":       # left to the interpreter's exit, model still open
+        report["close_seconds"] = 0.0
+        print(json.dumps(report), flush=True)
+        sys.exit(0)
     t0 = time.monotonic()
     if mode.startswith("idle"):
         del model          # dropped without close(): freed by the garbage collector
@@ -214,7 +238,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("mode", ["generating-plain", "generating-mtp", "idle-plain"])
+@pytest.mark.parametrize("mode", ["generating-plain", "generating-mtp", "idle-plain", "idle-exit"])
 def test_a_server_killed_during_generation_ends_the_call_with_decode_error(
         tiny_model_path: Path, two_servers: tuple[RpcServer, RpcServer], mode: str) -> None:
     """In a child process: ggml-rpc aborts the process on a broken connection unless our
@@ -231,6 +255,38 @@ def test_a_server_killed_during_generation_ends_the_call_with_decode_error(
         assert report["chunks"] >= 5
     assert report["second"] == "DecodeError" and report["second_seconds"] < 5
     assert report["close_seconds"] < 30
+
+
+LOAD_CHILD = textwrap.dedent("""
+    import json, os, signal, subprocess, sys, threading, time
+    sys.path.insert(0, sys.argv[2])
+    from tests.rpc_servers import RpcServer
+    from llama_mtp import Model, ModelLoadError
+    outcomes = []
+    for delay in (0.2, 0.8, 1.6, 3.0):
+        a, b = RpcServer(), RpcServer()
+        timer = threading.Timer(delay, os.kill, (b.pid, signal.SIGKILL))
+        timer.start()
+        try:
+            with Model(sys.argv[1], n_ctx=256, n_threads=1, n_gpu_layers=4, rpc_servers=[a.endpoint, b.endpoint]):
+                outcomes.append("loaded")
+        except ModelLoadError as e:
+            outcomes.append("ModelLoadError" if b.endpoint in str(e) else "ModelLoadError without the server: " + str(e))
+        timer.join()
+        a.stop(); b.stop()
+    print(json.dumps(outcomes), flush=True)
+""")
+
+
+def test_a_server_killed_while_the_model_loads_is_a_model_load_error(tiny_model_path: Path) -> None:
+    """Killed at a few moments of the load (connecting, sending weights, making the context):
+    a ModelLoadError naming it, or a model that loaded before; never an abort."""
+    out = subprocess.run([sys.executable, "-c", LOAD_CHILD, str(tiny_model_path), str(Path(__file__).parents[1])],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    outcomes = json.loads(out.stdout.strip().splitlines()[-1])
+    assert set(outcomes) <= {"loaded", "ModelLoadError"}, outcomes
+    assert "ModelLoadError" in outcomes
 
 
 def test_rpc_server_command_line(tiny_model_path: Path) -> None:
@@ -266,3 +322,36 @@ def test_rpc_server_command_line(tiny_model_path: Path) -> None:
     help_ = subprocess.run([sys.executable, "-m", "llama_mtp.rpc", "--help"], capture_output=True, text=True,
                            timeout=60)
     assert help_.returncode == 0 and "--cache" in help_.stdout and "--threads" in help_.stdout
+
+
+def test_rpc_server_port_in_use() -> None:
+    first = RpcServer()
+    try:
+        second = subprocess.run([sys.executable, "-m", "llama_mtp", "rpc-server", "--port", str(first.port)],
+                                capture_output=True, text=True, timeout=60)
+    finally:
+        first.stop()
+    assert second.returncode == 1 and f"could not listen on 127.0.0.1:{first.port}" in second.stderr
+
+
+def test_a_draft_model_follows_the_target_or_its_own_devices(
+        synthetic_model: ModelFactory, two_servers: tuple[RpcServer, RpcServer],
+        llama_log: pytest.LogCaptureFixture) -> None:
+    """llama-server's placement of a separate draft model: the target's devices, or -devd's."""
+    a, b = two_servers
+    target = synthetic_model(vocab_size=4096)
+    draft = synthetic_model(vocab_size=4096, mtp=False)
+    with Model(target, n_ctx=512, n_threads=1) as local:
+        expected = local.generate(PROMPT, greedy(24)).tokens
+    # the target's offloaded layers all on a (b is one of its devices, with a share of 0)
+    with Model(target, n_ctx=512, n_threads=1, n_gpu_layers=NGL, rpc_servers=[a.endpoint, b.endpoint],
+               tensor_split=[1.0, 0.0]) as model:
+        for devices, holder in (((b.endpoint,), b.endpoint), ((), a.endpoint), (("none",), None)):
+            llama_log.clear()
+            spec = Speculator.draft_model(draft, n_max=2, devices=devices)
+            out = model.generate(PROMPT, greedy(24), speculator=spec)
+            assert out.tokens == expected and out.stats.num_drafts > 0, devices
+            shares = model_buffers(llama_log.text)  # only the draft model was loaded here
+            assert list(shares) == ([holder] if holder else []), (devices, shares)
+        with pytest.raises(ValueError, match="unknown device 'CUDA7'"):
+            model.generate(PROMPT, greedy(4), speculator=Speculator.draft_model(draft, devices=("CUDA7",)))
