@@ -28,9 +28,10 @@
 #undef GGML_ABORT
 #define GGML_ABORT(...) llama_mtp_rpc_abort(__FILE__, __LINE__, __VA_ARGS__)
 
-// Only transport.cpp calls send()/recv(); the RDMA transports (whose objects have members of
-// those names) are switched off in this build (GGML_RPC_RDMA=OFF in CMakeLists.txt).
-#if !defined(_WIN32) && !defined(GGML_RPC_RDMA)
+// In transport.cpp only (CMakeLists.txt defines LLAMA_MTP_WRAP_SOCKETS for that file): it
+// makes the socket calls; ggml-rpc.cpp has members of those names. The RDMA transports (objects
+// with send/recv members too) are switched off in this build (GGML_RPC_RDMA=OFF).
+#if !defined(_WIN32) && !defined(GGML_RPC_RDMA) && defined(LLAMA_MTP_WRAP_SOCKETS)
 #define send llama_mtp_rpc_send
 #define recv llama_mtp_rpc_recv
 #endif
