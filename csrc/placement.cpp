@@ -14,9 +14,14 @@ llama_split_mode split_mode_from_name(const std::string& name) {
     if (name == "none") return LLAMA_SPLIT_MODE_NONE;
     if (name == "layer") return LLAMA_SPLIT_MODE_LAYER;
     if (name == "row") return LLAMA_SPLIT_MODE_ROW;
-    if (name == "tensor") return LLAMA_SPLIT_MODE_TENSOR;
-    throw InvalidArgument("split_mode must be 'none', 'layer', 'row' or 'tensor' (llama.cpp's -sm), not '" +
-                          name + "'");
+    if (name == "tensor") {
+        // llama.cpp's experimental tensor parallelism (a meta device over the GPUs): with two
+        // devices the qwen35 graph aborts the process in ggml-backend-meta.cpp
+        // (GGML_ASSERT(src_ss[0].axis != GGML_BACKEND_SPLIT_AXIS_0), measured over two RPC servers).
+        throw InvalidArgument("split_mode 'tensor' (llama.cpp's experimental tensor parallelism) aborts on "
+                              "Qwen3.5/3.6 graphs in this llama.cpp version; use 'layer' or 'row'");
+    }
+    throw InvalidArgument("split_mode must be 'none', 'layer' or 'row' (llama.cpp's -sm), not '" + name + "'");
 }
 
 // The local offload devices llama.cpp picks when llama_model_params.devices is NULL
@@ -84,6 +89,10 @@ Placement::Placement(const PlacementOptions& o)
         devices_.insert(devices_.end(), rpc_.back().devices.begin(), rpc_.back().devices.end());
     }
     explicit_devices_ = !rpc_.empty();
+    if (split_mode_ == LLAMA_SPLIT_MODE_ROW && !rpc_.empty()) {
+        throw InvalidArgument("split_mode 'row' splits each weight over GPUs that support split buffers "
+                              "(CUDA); RPC servers do not: use split_mode 'layer' with rpc_servers");
+    }
     const auto local = local_devices();
     devices_.insert(devices_.end(), local.begin(), local.end());
 

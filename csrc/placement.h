@@ -12,7 +12,7 @@
 namespace llama_mtp {
 
 struct PlacementOptions {
-    std::string split_mode = "layer";  // "none" | "layer" | "row" | "tensor"
+    std::string split_mode = "layer";  // "none" | "layer" | "row" ("tensor" is refused: placement.cpp)
     std::vector<float> tensor_split;   // proportions per device; empty or all 0: by free memory
     int main_gpu = 0;
     std::vector<std::string> rpc_servers;  // "host:port"

@@ -26,8 +26,6 @@ SpeculatorLike = Speculator | Mapping[str, Any] | None
 LLAMA_TOKEN_NULL = -1
 
 _log = logging.getLogger("llama_mtp")
-SPLIT_MODES: tuple[str, ...] = ("none", "layer", "row", "tensor")
-"""``split_mode`` values, as llama.cpp's ``-sm``."""
 
 
 class Model:
@@ -44,8 +42,9 @@ class Model:
             results and KV with ``split_mode="row"``; an index into :attr:`devices`.
         split_mode: how the layers spread over several devices (``-sm``): ``"layer"`` (default:
             whole layers per device, pipelined), ``"row"`` (each weight split by rows across
-            GPUs that support it, CUDA), ``"none"`` (only ``main_gpu``), ``"tensor"`` (llama.cpp's
-            experimental tensor parallelism).
+            GPUs that support it, CUDA; not over RPC servers), ``"none"`` (only ``main_gpu``).
+            llama.cpp's experimental ``"tensor"`` is refused: it aborts on Qwen3.5/3.6 graphs in
+            this llama.cpp version.
         tensor_split: the share of the layers (or rows) per device (``-ts 3,1``), in the order of
             :attr:`devices`; ``None`` splits by free memory. More entries than devices, or a
             negative one, is a ``ValueError``; on a machine without GPU or RPC server the split
@@ -168,10 +167,7 @@ class Model:
     @staticmethod
     def _set_placement(options: _core.ModelOptions, split_mode: str, tensor_split: Sequence[float] | None,
                        rpc_servers: Sequence[str] | str | None) -> None:
-        if split_mode not in SPLIT_MODES:
-            raise ValueError(f"split_mode must be one of {', '.join(SPLIT_MODES)} (llama.cpp's -sm), "
-                             f"not {split_mode!r}")
-        options.split_mode = split_mode
+        options.split_mode = str(split_mode)  # checked by the native core
         if tensor_split is not None:
             if isinstance(tensor_split, (str, bytes)):
                 raise TypeError("tensor_split is a list of numbers, e.g. [3, 1]")

@@ -47,8 +47,8 @@ def add_model_args(p: argparse.ArgumentParser, *, model_required: bool = True) -
 def add_device_args(p: argparse.ArgumentParser) -> None:
     """-sm, -ts, -mg, --rpc, --list-devices (llama.cpp's names and meanings)."""
     g = p.add_argument_group("devices and split (llama.cpp names)")
-    g.add_argument("-sm", "--split-mode", choices=("none", "layer", "row", "tensor"), default="layer",
-                   help="how to split the model over several devices: layer (default), row, none, tensor")
+    g.add_argument("-sm", "--split-mode", choices=("none", "layer", "row"), default="layer",
+                   help="how to split the model over several devices: layer (default), row, none")
     g.add_argument("-ts", "--tensor-split", default=None, metavar="N0,N1,...",
                    help="share of the model per device, e.g. 3,1 (in the order of --list-devices)")
     g.add_argument("-mg", "--main-gpu", type=int, default=0, metavar="INDEX",
