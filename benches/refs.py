@@ -1,14 +1,15 @@
 """Builds the reference contenders on demand, into ``benches/.cache`` (git-ignored).
 
 * llama.cpp's own tools (``llama-cli``, ``llama-completion``, ``llama-speculative-simple``,
-  ``llama-server``, ``llama-bench``) from the SAME vendored tree and the SAME CMake project as the
+  ``llama-server``, ``llama-bench``, and ``ggml-rpc-server``, llama.cpp's rpc-server, for the RPC
+  interoperability test) from the SAME vendored tree and the SAME CMake project as the
   extension (``-DLLAMA_MTP_REFERENCE_TOOLS=ON`` only defines the tools as extra targets), so
   ggml/llama are compiled with the extension's flags (GGML_NATIVE, Release, OpenMP, static).
   :func:`compare_flags` checks that against the extension's own ``compile_commands.json``.
 * llama-cpp-python (PyPI sdist, its own llama.cpp copy) in a separate venv, built from source
   with ``CMAKE_ARGS=-DGGML_NATIVE=ON``; the build time is recorded.
 
-    python benches/refs.py tools      # or: llama-cpp-python, all
+    python benches/refs.py tools      # or: llama-cpp-python, all, rpc-server
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("LLAMA_MTP_BENCH_CACHE", ROOT / "benches" / ".cache"))
 TOOLS_DIR = CACHE / "tools"
+RPC_SERVER = "ggml-rpc-server"
+"""llama.cpp's rpc-server (tools/rpc; this tree names the target ggml-rpc-server)."""
 TOOL_TARGETS = ("llama-cli", "llama-completion", "llama-speculative-simple", "llama-server",
-                "llama-bench")
+                "llama-bench", RPC_SERVER)
 LCP_VERSION = "0.3.36"
 LCP_VENV = CACHE / f"llama-cpp-python-{LCP_VERSION}"
 JOBS = int(os.environ.get("LLAMA_MTP_BENCH_JOBS", "2"))
@@ -91,9 +94,10 @@ def build_tools(targets: tuple[str, ...] = TOOL_TARGETS, *, force: bool = False)
     if not force and all(tool_path(t).exists() for t in targets):
         return {"built": False, "dir": str(TOOLS_DIR)}
     import pybind11
+    # LLAMA_MTP_RPC_FAILSAFE=OFF: the tools' ggml-rpc is upstream's, unchanged (CMakeLists.txt).
     defines = {"CMAKE_BUILD_TYPE": "Release", "LLAMA_MTP_REFERENCE_TOOLS": "ON",
                "Python_EXECUTABLE": sys.executable, "pybind11_DIR": pybind11.get_cmake_dir(),
-               "CMAKE_EXPORT_COMPILE_COMMANDS": "ON"}
+               "CMAKE_EXPORT_COMPILE_COMMANDS": "ON", "LLAMA_MTP_RPC_FAILSAFE": "OFF"}
     ext = extension_build_dir()
     if ext is not None:  # mirror the switches the extension was configured with
         for key in ("GGML_NATIVE", "LLAMA_MTP_PORTABLE", "LLAMA_MTP_CUDA", "CMAKE_BUILD_TYPE"):
@@ -176,12 +180,14 @@ def build_llama_cpp_python(*, force: bool = False) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["tools", "llama-cpp-python", "all", "flags"])
+    ap.add_argument("what", choices=["tools", "llama-cpp-python", "all", "flags", "rpc-server"])
     ap.add_argument("--force", action="store_true")
     a = ap.parse_args(argv)
     if a.what in ("tools", "all"):
         print(json.dumps(build_tools(force=a.force), indent=1), flush=True)
         print(json.dumps(compare_flags(), indent=1), flush=True)
+    if a.what == "rpc-server":  # only ggml + the server: a few minutes, not the whole tool set
+        print(json.dumps(build_tools((RPC_SERVER,), force=a.force), indent=1), flush=True)
     if a.what == "flags":
         print(json.dumps(compare_flags(), indent=1))
     if a.what in ("llama-cpp-python", "all"):

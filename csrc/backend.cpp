@@ -11,6 +11,7 @@
 #include "ggml-backend.h"
 #include "llama.h"
 #include "log_bridge.h"
+#include "rpc.h"
 
 #ifndef LLAMA_MTP_LLAMA_COMMIT
 #define LLAMA_MTP_LLAMA_COMMIT "unknown"
@@ -80,22 +81,28 @@ SystemInfo system_info() {
         info.backends.emplace_back(ggml_backend_reg_name(ggml_backend_reg_get(i)));
     }
     for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
-        ggml_backend_dev_t dev = ggml_backend_dev_get(i);
-        DeviceInfo d;
-        d.name = ggml_backend_dev_name(dev);
-        d.description = ggml_backend_dev_description(dev);
-        switch (ggml_backend_dev_type(dev)) {
-            case GGML_BACKEND_DEVICE_TYPE_CPU: d.type = "cpu"; break;
-            case GGML_BACKEND_DEVICE_TYPE_GPU: d.type = "gpu"; break;
-            case GGML_BACKEND_DEVICE_TYPE_IGPU: d.type = "igpu"; break;
-            default: d.type = "accel"; break;
-        }
-        ggml_backend_dev_memory(dev, &d.memory_free, &d.memory_total);
-        info.devices.push_back(std::move(d));
+        info.devices.push_back(describe_device(ggml_backend_dev_get(i)));
     }
     info.cpu_features = llama_print_system_info();
     info.gpu_offload = llama_supports_gpu_offload();
+    info.rpc = ggml_backend_reg_by_name("RPC") != nullptr;
+    if (info.rpc) info.rpc_protocol = rpc_protocol_version();
     return info;
+}
+
+DeviceInfo describe_device(ggml_backend_dev_t dev) {
+    DeviceInfo d;
+    d.name = ggml_backend_dev_name(dev);
+    d.description = ggml_backend_dev_description(dev);
+    switch (ggml_backend_dev_type(dev)) {
+        case GGML_BACKEND_DEVICE_TYPE_CPU: d.type = "cpu"; break;
+        case GGML_BACKEND_DEVICE_TYPE_GPU: d.type = "gpu"; break;
+        case GGML_BACKEND_DEVICE_TYPE_IGPU: d.type = "igpu"; break;
+        default: d.type = "accel"; break;
+    }
+    if (std::string(ggml_backend_reg_name(ggml_backend_dev_backend_reg(dev))) == "RPC") d.type = "rpc";
+    ggml_backend_dev_memory(dev, &d.memory_free, &d.memory_total);
+    return d;
 }
 
 }  // namespace llama_mtp

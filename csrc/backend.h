@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "ggml-backend.h"
+
 namespace llama_mtp {
 
 // Initialises llama.cpp's backends once per process. With a portable (GGML_BACKEND_DL) build it
@@ -25,6 +27,8 @@ struct DeviceInfo {
     size_t memory_free = 0;
 };
 
+DeviceInfo describe_device(ggml_backend_dev_t dev);
+
 struct SystemInfo {
     std::string llama_commit;
     std::string llama_version;
@@ -34,7 +38,9 @@ struct SystemInfo {
     std::string cpu_features;           // llama_print_system_info()
     bool cuda_compiled = false;
     std::string cuda_archs;
-    bool gpu_offload = false;           // llama_supports_gpu_offload()
+    bool gpu_offload = false;           // llama_supports_gpu_offload() (true whenever RPC is built)
+    bool rpc = false;                   // the RPC backend (ggml-rpc) is present
+    std::string rpc_protocol;           // its protocol version, e.g. "7.0.0"
 };
 
 SystemInfo system_info();

@@ -87,6 +87,7 @@ py::object gguf_value(const GgufValue& value, size_t max_items) {
 StrDict gguf_to_dict(const GgufFile& f, size_t max_array_items) {
     StrDict out;
     out["path"] = f.path;
+    out["parts"] = f.parts;
     out["version"] = f.version;
     out["file_size"] = f.file_size;
     out["alignment"] = f.alignment;
@@ -103,6 +104,7 @@ StrDict gguf_to_dict(const GgufFile& f, size_t max_array_items) {
         d["type"] = t.type;
         d["shape"] = t.shape;
         d["offset"] = t.offset;
+        d["part"] = t.part;
         d["n_bytes"] = t.n_bytes;
         d["n_elements"] = t.n_elements;
         tensors.append(d);
@@ -176,6 +178,8 @@ void bind_system(py::module_& m) {
         out["cuda_compiled"] = info.cuda_compiled;
         out["cuda_archs"] = info.cuda_archs;
         out["gpu_offload"] = info.gpu_offload;
+        out["rpc"] = info.rpc;
+        out["rpc_protocol"] = info.rpc_protocol;
         return out;
     }, "Backends, devices and build facts of this llama.cpp build, as a dict.");
 

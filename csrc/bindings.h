@@ -8,7 +8,25 @@
 
 #include "gguf_file.h"
 
+#include "gil.h"
+
 namespace llama_mtp {
+
+// Deleter of the native objects that own llama.cpp models and contexts: when the last reference
+// goes away under the GIL (a Python object collected), the object is freed without it. Freeing
+// weights held by an RPC server waits for ggml-rpc's dispatcher thread, which logs through the
+// Python log sink when the server is gone: with the GIL held here, that wait never ended.
+struct DeleteWithoutGil {
+    template <class T>
+    void operator()(T* p) const {
+        if (Py_IsInitialized() && PyGILState_Check()) {
+            GilRelease release;
+            delete p;
+        } else {
+            delete p;
+        }
+    }
+};
 
 void bind_errors(pybind11::module_& m);
 void bind_system(pybind11::module_& m);

@@ -111,6 +111,7 @@ void bind_engine(py::module_& m) {
         .def_readwrite("p_min", &SpeculatorOptions::p_min)
         .def_readwrite("model_path", &SpeculatorOptions::model_path)
         .def_readwrite("gpu_layers", &SpeculatorOptions::gpu_layers)
+        .def_readwrite("devices", &SpeculatorOptions::devices)
         .def_readwrite("cache_type_k", &SpeculatorOptions::cache_type_k)
         .def_readwrite("cache_type_v", &SpeculatorOptions::cache_type_v)
         .def_readwrite("ngram_size_n", &SpeculatorOptions::ngram_size_n)
@@ -229,7 +230,7 @@ void bind_engine(py::module_& m) {
         m, "Engine", "Sequence slots in one context and the scheduler thread that batches their requests.")
         .def(py::init([](std::shared_ptr<Model> model, const ContextOptions& context, const EngineOptions& options) {
                  GilRelease release;
-                 return std::make_shared<Engine>(std::move(model), context, options);
+                 return std::shared_ptr<Engine>(new Engine(std::move(model), context, options), DeleteWithoutGil{});
              }),
              py::arg("model"), py::arg("context"), py::arg("options"))
         .def(

@@ -1,19 +1,55 @@
 // Binding of llama_mtp::Model (csrc/model.h): type conversion and GIL release only.
 #include <pybind11/stl.h>
 
+#include "backend.h"
 #include "bindings.h"
 #include "gil.h"
 #include "model.h"
+#include "rpc.h"
 
 namespace py = pybind11;
 
 namespace llama_mtp {
 
+namespace {
+
+py::typing::List<StrDict> device_dicts(const std::vector<DeviceInfo>& infos) {
+    py::typing::List<StrDict> out;
+    for (const auto& d : infos) {
+        StrDict dev;
+        dev["name"] = d.name;
+        dev["description"] = d.description;
+        dev["type"] = d.type;
+        dev["memory_total"] = d.memory_total;
+        dev["memory_free"] = d.memory_free;
+        out.append(dev);
+    }
+    return out;
+}
+
+}  // namespace
+
 void bind_model(py::module_& m) {
+    m.def("rpc_serve", &serve_rpc, py::arg("host"), py::arg("port"), py::arg("cache_dir"), py::arg("n_threads"),
+          py::arg("devices"), py::call_guard<GilRelease>(),
+          "Serve ggml-rpc clients on host:port until the process ends (llama.cpp's rpc-server); "
+          "raises if it cannot listen.");
+    m.def("rpc_server_devices", [](const std::string& endpoint) {
+        std::vector<DeviceInfo> infos;
+        {
+            GilRelease release;
+            for (auto* dev : connect_rpc_server(endpoint).devices) infos.push_back(describe_device(dev));
+        }
+        return device_dicts(infos);
+    }, py::arg("endpoint"), "The devices an RPC server offers (connects to it).");
+
     py::class_<ModelOptions>(m, "ModelOptions", "Options for loading a model.")
         .def(py::init<>())
         .def_readwrite("n_gpu_layers", &ModelOptions::n_gpu_layers)
         .def_readwrite("main_gpu", &ModelOptions::main_gpu)
+        .def_readwrite("split_mode", &ModelOptions::split_mode)
+        .def_readwrite("tensor_split", &ModelOptions::tensor_split)
+        .def_readwrite("rpc_servers", &ModelOptions::rpc_servers)
         .def_readwrite("vocab_only", &ModelOptions::vocab_only)
         .def_readwrite("use_mmap", &ModelOptions::use_mmap)
         .def_readwrite("use_mlock", &ModelOptions::use_mlock)
@@ -22,8 +58,11 @@ void bind_model(py::module_& m) {
         .def_readwrite("load_mtp", &ModelOptions::load_mtp);
 
     py::class_<Model, std::shared_ptr<Model>>(m, "Model", "A loaded GGUF model (native handle).")
-        .def(py::init<const std::string&, const ModelOptions&>(), py::arg("path"), py::arg("options"),
-             py::call_guard<GilRelease>())
+        .def(py::init([](const std::string& path, const ModelOptions& options) {
+                 GilRelease release;
+                 return std::shared_ptr<Model>(new Model(path, options), DeleteWithoutGil{});
+             }),
+             py::arg("path"), py::arg("options"))
         .def("close", &Model::close, py::call_guard<GilRelease>())
         .def_property_readonly("closed", &Model::closed)
         .def_property_readonly("arch", &Model::arch)
@@ -44,6 +83,14 @@ void bind_model(py::module_& m) {
             [](const Model& self, size_t max_array_items) { return gguf_to_dict(self.file(), max_array_items); },
              py::arg("max_array_items") = static_cast<size_t>(-1),
              "The file's header, metadata and tensor table as read when it was loaded (no disk read).")
+        .def("devices", [](const Model& self) {
+            std::vector<DeviceInfo> infos;
+            {
+                GilRelease release;  // an RPC device answers over the network
+                for (auto* dev : self.placement().used_devices()) infos.push_back(describe_device(dev));
+            }
+            return device_dicts(infos);
+        }, "The offload devices the weights are spread over (empty: CPU only).")
         .def("chat_template", &Model::chat_template, py::arg("name") = std::string())
         .def("is_eog", &Model::is_eog, py::arg("token"))
         .def("tokenize", &Model::tokenize, py::arg("text"), py::arg("add_special"),

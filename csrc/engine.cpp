@@ -98,6 +98,7 @@ void Engine::free_context() {
 
 void Engine::create_context(uint32_t n_draft_max) {
     free_context();
+    model_->check_connections();  // never allocate on a broken RPC connection
     const uint32_t n_seq = options_.n_parallel;
     const uint32_t n_rs_seq = recurrent_ ? n_draft_max : 0;
     const uint32_t per_seq = n_draft_max + 1;
@@ -147,7 +148,7 @@ void Engine::configure_speculator(const SpeculatorOptions& wanted) {
     // output rows and recurrent snapshots per sequence follow the draft length.
     create_context(static_cast<uint32_t>(wanted.n_max));
     speculator_ = std::make_unique<Speculator>(wanted, handle_.get(), model_->mtp_loaded(), ctx_, ctx_params_,
-                                               options_.n_parallel);
+                                               options_.n_parallel, &model_->placement());
     step_costs_ = StepCosts();
     draft_costs_ = DraftCosts();
     acceptance_ = AcceptanceEstimate(wanted.n_max);
@@ -426,6 +427,9 @@ void Engine::step(std::vector<Pending>& admitted) {
     llama_memory_t mem_tgt = llama_get_memory(ctx_);
     llama_memory_t mem_dft = speculator_ ? speculator_->mem_dft() : nullptr;
     (void)model;
+    // A broken RPC connection (csrc/ggml_rpc/failsafe.h) lets a graph finish on garbage instead
+    // of aborting: nothing is decoded once one broke, and no result of a step it broke in is used.
+    model_->check_connections();
 
     // Cancelled requests and full contexts end before the batch is built.
     for (auto& slot : slots_) {
@@ -486,6 +490,7 @@ void Engine::step(std::vector<Pending>& admitted) {
         const auto t0 = Clock::now();
         speculator_->draft(jobs);
         draft_s = seconds_since(t0);
+        model_->check_connections();
     }
     for (Slot* slot : probes) {
         // a shadow probe: compared with the coming tokens, never verified (no rows, no rollback)
@@ -590,12 +595,14 @@ void Engine::step(std::vector<Pending>& admitted) {
         return;
     }
     if (rc == 2 && abort_.load()) throw ModelClosedError("the model was closed while this request ran");
+    model_->check_connections();
     if (rc != 0) {
         throw DecodeError("llama.cpp failed to decode a batch of " + std::to_string(batch.size()) +
                           " tokens (code " + std::to_string(rc) + "): " + take_thread_errors());
     }
     // Outputs are copied asynchronously; the speculator reads the hidden states next.
     llama_synchronize(ctx_);
+    model_->check_connections();
     if (speculator_ && n_mirrored > 0) {
         common_batch& mirror = *mirror_;
         mirror.clear();
@@ -603,7 +610,9 @@ void Engine::step(std::vector<Pending>& admitted) {
             const auto& t = batch.tokens[static_cast<size_t>(i)];
             mirror.add(t.id, t.pos[0], t.seq_id, t.output);
         }
-        if (!speculator_->process(mirror)) {
+        const bool followed = speculator_->process(mirror);
+        model_->check_connections();
+        if (!followed) {
             if (abort_.load()) throw ModelClosedError("the model was closed while this request ran");
             throw DecodeError("the draft context failed to follow the batch: " + take_thread_errors());
         }

@@ -36,6 +36,10 @@ struct SpeculatorOptions {
     float p_min = 0.0f;
     std::string model_path;     // draft-simple: the draft GGUF; draft-mtp: an MTP sidecar GGUF
     int32_t gpu_layers = -1;    // --spec-draft-ngl
+    // --spec-draft-device: the draft model's / MTP sidecar's devices (names, or an RPC server's
+    // host:port; {"none"}: no offload); empty: the target's. The MTP head inside the target
+    // file runs where the target placed its last block, as in llama.cpp.
+    std::vector<std::string> devices;
     std::string cache_type_k = "f16";  // -ctkd
     std::string cache_type_v = "f16";  // -ctvd
     // n-gram speculators (llama.cpp defaults)

@@ -8,6 +8,7 @@
 #include "errors.h"
 #include "ggml.h"
 #include "gguf.h"
+#include "llama.h"
 #include "log_bridge.h"
 
 namespace llama_mtp {
@@ -126,9 +127,22 @@ GgufValue read_value(const gguf_context* ctx, int64_t id, size_t max_items) {
     }
 }
 
-}  // namespace
+const GgufValue* find_key(const GgufFile& f, const std::string& key) {
+    for (const auto& [name, value] : f.metadata) {
+        if (name == key) return &value;
+    }
+    return nullptr;
+}
 
-GgufFile read_gguf(const std::string& path, size_t max_array_items) {
+int64_t int_key(const GgufFile& f, const std::string& key, int64_t fallback) {
+    const GgufValue* v = find_key(f, key);
+    if (v == nullptr) return fallback;
+    if (auto u = std::get_if<uint64_t>(v)) return static_cast<int64_t>(*u);
+    if (auto i = std::get_if<int64_t>(v)) return *i;
+    return fallback;
+}
+
+GgufFile read_one(const std::string& path, size_t max_array_items) {
     std::error_code ec;
     const auto status = std::filesystem::status(path, ec);
     if (ec || !std::filesystem::exists(status)) throw FileMissing("No such model file: '" + path + "'");
@@ -180,6 +194,64 @@ GgufFile read_gguf(const std::string& path, size_t max_array_items) {
                                  std::to_string(out.file_size) + " bytes. Download or convert it again.");
         }
         out.tensors.push_back(std::move(info));
+    }
+    return out;
+}
+
+// The other parts of a split model (llama.cpp's gguf-split: `<prefix>-00001-of-00003.gguf` ...,
+// `split.count` / `split.no` keys), named as llama.cpp's loader derives them.
+std::vector<std::string> split_part_paths(const std::string& first, int64_t count) {
+    std::vector<char> buf(first.size() + 64, '\0');
+    const int32_t n = llama_split_prefix(buf.data(), buf.size(), first.c_str(), 0, static_cast<int32_t>(count));
+    if (n <= 0) {
+        llama_split_path(buf.data(), buf.size(), "", 0, static_cast<int32_t>(count));
+        throw ModelLoadError("'" + first + "' is the first of " + std::to_string(count) +
+                             " parts of a split model, but its name does not end in '" + std::string(buf.data()) +
+                             "', so llama.cpp cannot find the other parts: keep gguf-split's file names");
+    }
+    const std::string prefix(buf.data(), static_cast<size_t>(n));
+    std::vector<std::string> paths;
+    for (int64_t i = 0; i < count; ++i) {
+        const int32_t m = llama_split_path(buf.data(), buf.size(), prefix.c_str(), static_cast<int32_t>(i),
+                                           static_cast<int32_t>(count));
+        paths.emplace_back(buf.data(), static_cast<size_t>(m));
+    }
+    return paths;
+}
+
+}  // namespace
+
+GgufFile read_gguf(const std::string& path, size_t max_array_items) {
+    GgufFile out = read_one(path, max_array_items);
+    out.parts = {path};
+    const int64_t count = int_key(out, "split.count", 1);
+    if (count <= 1) return out;
+    const int64_t no = int_key(out, "split.no", 0);
+    if (no != 0) {
+        throw ModelLoadError("'" + path + "' is part " + std::to_string(no + 1) + " of " + std::to_string(count) +
+                             " of a split model: open the first part (-00001-of-" + std::to_string(count) + ".gguf)");
+    }
+    const auto paths = split_part_paths(path, count);
+    for (int64_t i = 1; i < count; ++i) {
+        const std::string& part_path = paths[static_cast<size_t>(i)];
+        GgufFile part;
+        try {
+            part = read_one(part_path, 0);
+        } catch (const FileMissing&) {
+            throw ModelLoadError("'" + path + "' is split into " + std::to_string(count) + " parts and part " +
+                                 std::to_string(i + 1) + " is missing: '" + part_path +
+                                 "' (download every part into the same directory)");
+        }
+        if (int_key(part, "split.no", -1) != i || int_key(part, "split.count", -1) != count) {
+            throw ModelLoadError("'" + part_path + "' is not part " + std::to_string(i + 1) + " of " +
+                                 std::to_string(count) + " of '" + path + "' (its split.no / split.count differ)");
+        }
+        for (auto& t : part.tensors) {
+            t.part = static_cast<uint32_t>(i);
+            out.tensors.push_back(std::move(t));
+        }
+        out.file_size += part.file_size;
+        out.parts.push_back(part_path);
     }
     return out;
 }

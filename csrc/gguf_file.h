@@ -21,22 +21,25 @@ struct GgufTensorInfo {
     std::string name;
     std::string type;            // ggml type name: "f32", "q4_K", ...
     std::vector<int64_t> shape;  // ggml order: ne0 (contiguous) first
-    uint64_t offset = 0;         // absolute offset of the data in the file
+    uint64_t offset = 0;         // absolute offset of the data in its file (part)
+    uint32_t part = 0;           // index of the file holding it, for a split model
     uint64_t n_bytes = 0;
     uint64_t n_elements = 0;
 };
 
 struct GgufFile {
     std::string path;
+    std::vector<std::string> parts;  // every file of a split model, the first one (path) first
     uint32_t version = 0;
-    uint64_t file_size = 0;
+    uint64_t file_size = 0;          // of all parts
     uint64_t alignment = 0;
     uint64_t data_offset = 0;
     std::vector<std::pair<std::string, GgufValue>> metadata;  // file order
     std::vector<GgufTensorInfo> tensors;                      // file order
 };
 
-// Parses and validates the file:
+// Parses and validates the file -- every part of a split model (gguf-split's
+// `-00001-of-0000N.gguf` files, loaded from the first part), its tensors listed together:
 //   - std::ios_base::failure is not used; a missing file throws FileMissing (errors.h);
 //   - anything that is not a consistent GGUF throws ModelLoadError with the reason.
 // `max_array_items` caps how many items of each array are decoded (the rest are counted only);

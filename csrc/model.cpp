@@ -6,6 +6,7 @@
 
 #include "errors.h"
 #include "log_bridge.h"
+#include "rpc.h"
 
 namespace llama_mtp {
 namespace {
@@ -65,7 +66,19 @@ Model::Model(const std::string& path, const ModelOptions& options) {
 
     llama_model_params params = llama_model_default_params();
     params.n_gpu_layers = options.n_gpu_layers;
-    params.main_gpu = options.main_gpu;
+    if (!options.vocab_only && !options.no_alloc) {
+        PlacementOptions where;
+        where.split_mode = options.split_mode;
+        where.tensor_split = options.tensor_split;
+        where.main_gpu = options.main_gpu;
+        where.rpc_servers = options.rpc_servers;
+        placement_ = Placement(where);
+        // A connection to one of these servers that broke before this load is not ours.
+        for (const auto& peer : placement_.rpc_peers()) rpc_failures_at_load_.push_back(rpc_failures({peer}));
+        placement_.apply(params);
+    } else {
+        params.main_gpu = options.main_gpu;
+    }
     params.vocab_only = options.vocab_only;
     params.check_tensors = options.check_tensors;
     params.no_alloc = options.no_alloc;
@@ -78,7 +91,12 @@ Model::Model(const std::string& path, const ModelOptions& options) {
     params.load_mtp = mtp_loaded_;
 
     clear_thread_errors();
-    llama_model* raw = llama_model_load_from_file(path.c_str(), params);
+    llama_model* raw = nullptr;
+    try {
+        raw = llama_model_load_from_file(path.c_str(), params);
+    } catch (const std::exception& e) {  // an RPC server that went away (csrc/ggml_rpc/failsafe.h)
+        throw ModelLoadError("llama.cpp could not load '" + path + "': " + e.what());
+    }
     if (raw == nullptr) {
         std::string why = take_thread_errors();
         throw ModelLoadError("llama.cpp could not load '" + path + "' (architecture '" + arch_ +
@@ -88,6 +106,29 @@ Model::Model(const std::string& path, const ModelOptions& options) {
         llama_model_free(m);
         release_freed_memory();
     });
+    const std::string broken = broken_rpc_server();
+    if (!broken.empty()) {
+        model_.reset();
+        throw ModelLoadError("the connection to RPC server '" + broken + "' broke while '" + path +
+                             "' was loading (" + rpc_last_failure() + ")");
+    }
+}
+
+std::string Model::broken_rpc_server() const {
+    const auto& servers = placement_.rpc_servers();
+    for (size_t i = 0; i < servers.size(); ++i) {
+        if (rpc_failures({servers[i].peer}) != rpc_failures_at_load_[i]) return servers[i].endpoint;
+    }
+    return {};
+}
+
+void Model::check_connections() const {
+    if (placement_.rpc_servers().empty()) return;
+    const std::string broken = broken_rpc_server();
+    if (broken.empty()) return;
+    throw DecodeError("the connection to RPC server '" + broken + "' broke (" + rpc_last_failure() +
+                      "): the model's layers there are lost; close the model and load it again once "
+                      "every server runs");
 }
 
 void Model::close() {

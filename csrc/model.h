@@ -12,12 +12,17 @@
 
 #include "gguf_file.h"
 #include "llama.h"
+#include "placement.h"
 
 namespace llama_mtp {
 
 struct ModelOptions {
     int n_gpu_layers = -1;  // -1: all layers on the GPU when a GPU backend exists
     int main_gpu = 0;
+    // Devices and split (llama.cpp: -sm, -ts, --rpc; -mg is main_gpu): see placement.h.
+    std::string split_mode = "layer";
+    std::vector<float> tensor_split;
+    std::vector<std::string> rpc_servers;
     bool vocab_only = false;
     bool use_mmap = true;
     bool use_mlock = false;
@@ -72,6 +77,12 @@ public:
     // Throws InvalidArgument unless 0 <= token < n_vocab.
     void check_token(llama_token token) const;
 
+    // Where the layers are (devices, split, RPC servers); a draft model follows it.
+    const Placement& placement() const { return placement_; }
+    // Throws DecodeError, naming the server, once a connection to one of the model's RPC
+    // servers has broken: its weights are gone with it, so the model must be loaded again.
+    void check_connections() const;
+
 private:
     const llama_vocab* vocab() const;
 
@@ -79,6 +90,9 @@ private:
     std::string arch_;
     int32_t n_mtp_layers_ = 0;
     bool mtp_loaded_ = false;
+    Placement placement_;
+    std::vector<uint64_t> rpc_failures_at_load_;  // per RPC server
+    std::string broken_rpc_server() const;  // endpoint of one whose connection broke, or ""
     mutable std::mutex mutex_;
     ModelHandle model_;
 };

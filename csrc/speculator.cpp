@@ -7,6 +7,7 @@
 #include "errors.h"
 #include "gguf_file.h"  // FileMissing
 #include "log_bridge.h"
+#include "placement.h"
 
 namespace llama_mtp {
 namespace {
@@ -59,7 +60,8 @@ void validate_speculator(const SpeculatorOptions& o) {
 }
 
 Speculator::Speculator(const SpeculatorOptions& options, llama_model* model_tgt, bool mtp_loaded,
-                       llama_context* ctx_tgt, const llama_context_params& cp_tgt, uint32_t n_seq)
+                       llama_context* ctx_tgt, const llama_context_params& cp_tgt, uint32_t n_seq,
+                       const Placement* placement)
     : options_(options), n_seq_(n_seq), drafted_(n_seq, false), dft_checkpoints_(n_seq) {
     validate_speculator(options);
     const auto types = parse_types(options.type);
@@ -78,6 +80,8 @@ Speculator::Speculator(const SpeculatorOptions& options, llama_model* model_tgt,
         // The MTP head shipped as a separate GGUF (`mtp-*.gguf`): load it as its own model and run
         // its MTP context next to the target.
         llama_model_params mp = llama_model_default_params();
+        std::vector<ggml_backend_dev_t> devices;
+        if (placement) placement->apply_draft(mp, options.devices, devices);
         mp.n_gpu_layers = options.gpu_layers;
         mp.load_mtp = true;
         clear_thread_errors();
@@ -127,6 +131,8 @@ Speculator::Speculator(const SpeculatorOptions& options, llama_model* model_tgt,
             throw InvalidArgument("draft-simple needs a draft model: Speculator.draft_model(path, ...)");
         }
         llama_model_params mp = llama_model_default_params();
+        std::vector<ggml_backend_dev_t> devices;
+        if (placement) placement->apply_draft(mp, options.devices, devices);
         mp.n_gpu_layers = options.gpu_layers;
         clear_thread_errors();
         model_dft_ = llama_model_load_from_file(options.model_path.c_str(), mp);
@@ -207,7 +213,8 @@ void Speculator::set_depth(int32_t depth) {
 bool Speculator::serves(const SpeculatorOptions& w) const {
     const SpeculatorOptions& o = options_;
     return w.type == o.type && w.adaptive == o.adaptive && w.n_max <= o.n_max && w.model_path == o.model_path &&
-           w.gpu_layers == o.gpu_layers && w.cache_type_k == o.cache_type_k && w.cache_type_v == o.cache_type_v &&
+           w.gpu_layers == o.gpu_layers && w.devices == o.devices && w.cache_type_k == o.cache_type_k &&
+           w.cache_type_v == o.cache_type_v &&
            w.ngram_size_n == o.ngram_size_n && w.ngram_size_m == o.ngram_size_m &&
            w.ngram_min_hits == o.ngram_min_hits && w.n_min == o.n_min && w.p_min == o.p_min;
 }

@@ -29,13 +29,17 @@ struct DraftJob {
     llama_tokens* out = nullptr;   // receives the draft (cleared first)
 };
 
+class Placement;
+
 class Speculator {
 public:
     // Creates the draft context next to `ctx_tgt` (which must outlive this object), serving
-    // `n_seq` sequences. Throws MTPUnavailableError / InvalidArgument / ModelLoadError with an
-    // actionable message.
+    // `n_seq` sequences. A draft model or MTP sidecar is placed as the target (`placement`), or
+    // on the devices the options name. Throws MTPUnavailableError / InvalidArgument /
+    // ModelLoadError with an actionable message.
     Speculator(const SpeculatorOptions& options, llama_model* model_tgt, bool mtp_loaded,
-               llama_context* ctx_tgt, const llama_context_params& ctx_params_tgt, uint32_t n_seq);
+               llama_context* ctx_tgt, const llama_context_params& ctx_params_tgt, uint32_t n_seq,
+               const Placement* placement = nullptr);
     ~Speculator();
     Speculator(const Speculator&) = delete;
     Speculator& operator=(const Speculator&) = delete;

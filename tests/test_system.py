@@ -23,6 +23,9 @@ def test_system_info() -> None:
     assert "CPU" in info.backends
     assert any(d.type == "cpu" for d in info.devices)
     assert info.cpu_features  # llama_print_system_info(), e.g. "CPU : SSE3 = 1 | ..."
+    # the RPC backend is in every build; llama.cpp then counts it as GPU offload
+    assert info.rpc and "RPC" in info.backends and info.gpu_offload
+    assert re.fullmatch(r"\d+\.\d+\.\d+", info.rpc_protocol)
     if info.cuda_compiled:
         assert "CUDA" in info.backends or not info.gpu_offload
 

@@ -4,7 +4,7 @@ llama-mtp native core: llama.cpp with MTP speculative decoding.
 from __future__ import annotations
 import collections.abc
 import typing
-__all__: list[str] = ['CancelToken', 'ChatDelta', 'ChatParsed', 'ChatPrompt', 'ChatStreamParser', 'ChatTemplates', 'ChatToolCall', 'ContextOptions', 'Engine', 'EngineMetrics', 'EngineOptions', 'GenerationResult', 'GenerationStats', 'Model', 'ModelOptions', 'Request', 'SamplingOptions', 'SpeculatorOptions', 'TokenLogprob', 'begin_shutdown', 'init_backend', 'json_schema_to_grammar', 'quantization_types', 'quantize', 'read_gguf', 'set_log_sink', 'speculator_types', 'system_info', 'validate_context', 'validate_sampling', 'validate_speculator']
+__all__: list[str] = ['CancelToken', 'ChatDelta', 'ChatParsed', 'ChatPrompt', 'ChatStreamParser', 'ChatTemplates', 'ChatToolCall', 'ContextOptions', 'Engine', 'EngineMetrics', 'EngineOptions', 'GenerationResult', 'GenerationStats', 'Model', 'ModelOptions', 'Request', 'SamplingOptions', 'SpeculatorOptions', 'TokenLogprob', 'begin_shutdown', 'init_backend', 'json_schema_to_grammar', 'quantization_types', 'quantize', 'read_gguf', 'rpc_serve', 'rpc_server_devices', 'set_log_sink', 'speculator_types', 'system_info', 'validate_context', 'validate_sampling', 'validate_speculator']
 class ModelOptions:
     """
     Options for loading a model.
@@ -12,6 +12,7 @@ class ModelOptions:
     check_tensors: bool
     load_mtp: bool | None
     no_alloc: bool
+    split_mode: str
     use_mlock: bool
     use_mmap: bool
     vocab_only: bool
@@ -29,6 +30,18 @@ class ModelOptions:
     @n_gpu_layers.setter
     def n_gpu_layers(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
+    @property
+    def rpc_servers(self) -> list[str]:
+        ...
+    @rpc_servers.setter
+    def rpc_servers(self, arg0: collections.abc.Sequence[str]) -> None:
+        ...
+    @property
+    def tensor_split(self) -> list[float]:
+        ...
+    @tensor_split.setter
+    def tensor_split(self, arg0: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
+        ...
 class Model:
     """
     A loaded GGUF model (native handle).
@@ -41,6 +54,10 @@ class Model:
         ...
     def detokenize(self, tokens: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], remove_special: bool, unparse_special: bool) -> bytes:
         ...
+    def devices(self) -> list[dict[str, typing.Any]]:
+        """
+        The offload devices the weights are spread over (empty: CPU only).
+        """
     def gguf(self, max_array_items: typing.SupportsInt | typing.SupportsIndex = 18446744073709551615) -> dict[str, typing.Any]:
         """
         The file's header, metadata and tensor table as read when it was loaded (no disk read).
@@ -144,6 +161,12 @@ class SpeculatorOptions:
     model_path: str
     type: str
     def __init__(self) -> None:
+        ...
+    @property
+    def devices(self) -> list[str]:
+        ...
+    @devices.setter
+    def devices(self, arg0: collections.abc.Sequence[str]) -> None:
         ...
     @property
     def gpu_layers(self) -> int:
@@ -723,6 +746,14 @@ def quantize(src: str, dst: str, type: str, threads: typing.SupportsInt | typing
 def read_gguf(path: str, max_array_items: typing.SupportsInt | typing.SupportsIndex = 18446744073709551615) -> dict[str, typing.Any]:
     """
     Parse and validate a GGUF file without loading weights (header, metadata, tensors).
+    """
+def rpc_serve(host: str, port: typing.SupportsInt | typing.SupportsIndex, cache_dir: str, n_threads: typing.SupportsInt | typing.SupportsIndex, devices: collections.abc.Sequence[str]) -> None:
+    """
+    Serve ggml-rpc clients on host:port until the process ends (llama.cpp's rpc-server); raises if it cannot listen.
+    """
+def rpc_server_devices(endpoint: str) -> list[dict[str, typing.Any]]:
+    """
+    The devices an RPC server offers (connects to it).
     """
 def set_log_sink(sink: typing.Any, min_level: typing.SupportsInt | typing.SupportsIndex) -> None:
     """

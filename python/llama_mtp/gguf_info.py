@@ -35,6 +35,8 @@ class TensorInfo:
     offset: int
     n_bytes: int
     n_elements: int
+    part: int = 0
+    """Index in :attr:`GGUFReport.parts` of the file holding it (split models)."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,10 @@ class GGUFReport:
     data_offset: int
     metadata: dict[str, MetadataValue]
     tensors: list[TensorInfo] = field(repr=False)
+    parts: list[str] = field(default_factory=list)
+    """Every file of the model: ``[path]``, or all parts of a split model (gguf-split's
+    ``-00001-of-0000N.gguf`` ...), whose tensors are all in :attr:`tensors`. ``file_size`` is
+    their total."""
 
     @property
     def arch(self) -> str:
@@ -169,11 +175,13 @@ def report_from_native(raw: dict[str, Any]) -> GGUFReport:
         data_offset=raw["data_offset"],
         metadata=dict(raw["metadata"]),
         tensors=[TensorInfo(**t) for t in raw["tensors"]],
+        parts=list(raw["parts"]),
     )
 
 
 def inspect_gguf(path: str | os.PathLike[str], *, max_array_items: int | None = 64) -> GGUFReport:
-    """Validate and summarise a GGUF file without loading its weights.
+    """Validate and summarise a GGUF file without loading its weights (the first part of a split
+    model: every part is read and checked).
 
     Arrays in the metadata (token lists, ...) are cut to ``max_array_items`` entries
     (``None`` keeps them whole). Raises ``FileNotFoundError`` for a missing file and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -17,12 +18,14 @@ from .results import GenerationOutput
 from .sampling import SamplingParams
 from .speculator import Speculator
 from .streaming import AsyncGenerationStream, GenerationStream
-from .system import ensure_backend
+from .system import DeviceInfo, ensure_backend
 
 Prompt = str | Sequence[int]
 SpeculatorLike = Speculator | Mapping[str, Any] | None
 
 LLAMA_TOKEN_NULL = -1
+
+_log = logging.getLogger("llama_mtp")
 
 
 class Model:
@@ -35,7 +38,21 @@ class Model:
         path: the ``.gguf`` file.
         n_gpu_layers: layers to offload to the GPU; ``-1`` puts every layer there when a GPU
             backend exists (llama.cpp's ``-ngl 999``), ``0`` keeps the model on the CPU.
-        main_gpu: the GPU used when the model is not split.
+        main_gpu: the device used when the model is not split (``-mg``), and for intermediate
+            results and KV with ``split_mode="row"``; an index into :attr:`devices`.
+        split_mode: how the layers spread over several devices (``-sm``): ``"layer"`` (default:
+            whole layers per device, pipelined), ``"row"`` (each weight split by rows across
+            GPUs that support it, CUDA; not over RPC servers), ``"none"`` (only ``main_gpu``).
+            llama.cpp's experimental ``"tensor"`` is refused: it aborts on Qwen3.5/3.6 graphs in
+            this llama.cpp version.
+        tensor_split: the share of the layers (or rows) per device (``-ts 3,1``), in the order of
+            :attr:`devices`; ``None`` splits by free memory. More entries than devices, or a
+            negative one, is a ``ValueError``; on a machine without GPU or RPC server the split
+            options have no effect (logged).
+        rpc_servers: ``["host:port", ...]`` of ``llama-mtp rpc-server`` (or llama.cpp
+            ``rpc-server``) processes whose devices take part of the layers (``--rpc``); they come
+            first in :attr:`devices`. An unreachable server is a ``ModelLoadError``; a server
+            that goes away later ends the running requests with ``DecodeError`` (reload then).
         vocab_only: load only the vocabulary (tokenizer and metadata), no weights.
         use_mmap: memory-map the weights (llama.cpp's default).
         use_mlock: lock the weights in RAM.
@@ -73,6 +90,9 @@ class Model:
         *,
         n_gpu_layers: int = -1,
         main_gpu: int = 0,
+        split_mode: str = "layer",
+        tensor_split: Sequence[float] | None = None,
+        rpc_servers: Sequence[str] | str | None = None,
         vocab_only: bool = False,
         use_mmap: bool = True,
         use_mlock: bool = False,
@@ -103,6 +123,7 @@ class Model:
         options = _core.ModelOptions()
         options.n_gpu_layers = int(n_gpu_layers)
         options.main_gpu = int(main_gpu)
+        self._set_placement(options, split_mode, tensor_split, rpc_servers)
         options.vocab_only = bool(vocab_only)
         options.use_mmap = bool(use_mmap)
         options.use_mlock = bool(use_mlock)
@@ -110,6 +131,7 @@ class Model:
         options.check_tensors = bool(check_tensors)
         self._native: _core.Model = _core.Model(self._path, options)
         self._vocab_only = bool(vocab_only)
+        self._report_placement(options)
         self._metadata: dict[str, MetadataValue] | None = None
         self._mtp_status: MTPStatus | None = None
         ctx = _core.ContextOptions()
@@ -141,6 +163,51 @@ class Model:
             except BaseException:
                 self._native.close()
                 raise
+
+    @staticmethod
+    def _set_placement(options: _core.ModelOptions, split_mode: str, tensor_split: Sequence[float] | None,
+                       rpc_servers: Sequence[str] | str | None) -> None:
+        options.split_mode = str(split_mode)  # checked by the native core
+        if tensor_split is not None:
+            if isinstance(tensor_split, (str, bytes)):
+                raise TypeError("tensor_split is a list of numbers, e.g. [3, 1]")
+            options.tensor_split = [float(x) for x in tensor_split]
+        if rpc_servers is not None:
+            servers = rpc_servers.split(",") if isinstance(rpc_servers, str) else list(rpc_servers)
+            options.rpc_servers = [str(s).strip() for s in servers if str(s).strip()]
+
+    def _report_placement(self, options: _core.ModelOptions) -> None:
+        if options.vocab_only:
+            return
+        devices = self.devices
+        if devices:
+            _log.info("model layers on %s (split_mode=%s%s)", ", ".join(f"{d.name} ({d.description})" for d in devices),
+                      options.split_mode, f", tensor_split={list(options.tensor_split)}" if options.tensor_split else "")
+            return
+        asked = [f"{k}={v!r}" for k, v, default in (("split_mode", options.split_mode, "layer"),
+                                                    ("tensor_split", list(options.tensor_split), []),
+                                                    ("main_gpu", options.main_gpu, 0)) if v != default]
+        if asked:
+            _log.warning("%s: no effect, this machine has no GPU and no RPC server was given: the model runs "
+                         "on the CPU", ", ".join(asked))
+
+    @classmethod
+    def from_pretrained(cls, repo_id: str, filename: str = "*Q4_K_M*.gguf", *, revision: str | None = None,
+                        cache_dir: str | os.PathLike[str] | None = None, mtp_sidecar: str | None = None,
+                        **model_kwargs: Any) -> Model:
+        """Download a GGUF from the Hugging Face Hub (or find it in the local cache) and load it,
+        as llama-cpp-python's ``Llama.from_pretrained`` (needs ``pip install llama-mtp[hub]``).
+
+        ``filename`` is a file name or a glob (``"*Q4_K_M*.gguf"``); it must match one file, or one
+        split model (``...-00001-of-00003.gguf``: every part is fetched, the first one loaded).
+        ``mtp_sidecar`` names (or globs) an MTP-head GGUF in the same repository: the model then
+        drafts with it (``Speculator.mtp(sidecar=...)``, unless ``speculator=`` says otherwise).
+        The other arguments are :class:`Model`'s. See :mod:`llama_mtp.hub`.
+        """
+        from . import hub
+
+        return hub.from_pretrained(cls, repo_id, filename, revision=revision, cache_dir=cache_dir,
+                                   mtp_sidecar=mtp_sidecar, **model_kwargs)
 
     # -- lifetime ------------------------------------------------------------------------------
     def close(self) -> None:
@@ -220,6 +287,12 @@ class Model:
     def n_layer(self) -> int:
         """Transformer blocks, not counting MTP blocks."""
         return int(self._live().n_layer)
+
+    @property
+    def devices(self) -> list[DeviceInfo]:
+        """The offload devices holding the layers, in split order (RPC servers first, then local
+        GPUs); empty when the model runs on the CPU only. ``tensor_split`` indexes this list."""
+        return [DeviceInfo(**d) for d in self._live().devices()]
 
     @property
     def n_mtp_layers(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal, Mapping
 
@@ -50,6 +51,11 @@ class Speculator:
     """``--spec-draft-p-min``: stop drafting below this draft probability."""
     gpu_layers: int = -1
     """``--spec-draft-ngl``: layers of a separate draft model on the GPU."""
+    devices: tuple[str, ...] = ()
+    """``--spec-draft-device``: where a separate draft model (or MTP sidecar) goes: device names
+    (``"CUDA1"``, ``"RPC0"``) or an RPC server's ``"host:port"``; ``("none",)`` keeps it on the
+    CPU; empty: the target model's devices and split (llama-server's default). The MTP head
+    inside the model file always runs where the model put its last block."""
     model_path: str | None = None
     """draft-simple: the draft GGUF; draft-mtp: an MTP sidecar GGUF (``mtp-*.gguf``), if any."""
     cache_type_k: str = "f16"
@@ -65,6 +71,9 @@ class Speculator:
     acceptance of each draft position; 0 is plain decoding, so speculation never costs much."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.devices, str) or not all(isinstance(d, str) and d for d in self.devices):
+            raise ValueError("devices is a sequence of device names, e.g. ('CUDA1',)")
+        object.__setattr__(self, "devices", tuple(self.devices))
         # The native core holds the rules (and checks again when a request is submitted).
         _core.validate_speculator(self.to_native())
 
@@ -75,15 +84,17 @@ class Speculator:
 
     @classmethod
     def mtp(cls, n_max: int | Literal["auto"] = 2, n_min: int = 0, p_min: float = 0.0, gpu_layers: int = -1,
-            sidecar: str | os.PathLike[str] | None = None) -> Speculator:
+            sidecar: str | os.PathLike[str] | None = None, devices: Sequence[str] = ()) -> Speculator:
         """The model's own MTP head drafts ``n_max`` tokens per step (``--spec-type draft-mtp``).
 
         ``n_max="auto"``: adaptive draft length, up to :data:`AUTO_N_MAX` (see :attr:`adaptive`).
-        ``sidecar``: the MTP head as a separate GGUF (``mtp-*.gguf``), when a release ships it apart.
+        ``sidecar``: the MTP head as a separate GGUF (``mtp-*.gguf``), when a release ships it
+        apart; ``gpu_layers`` and ``devices`` place it (``--spec-draft-ngl``, ``-devd``).
         """
         limit, adaptive = _n_max(n_max)
         return cls("draft-mtp", n_max=limit, n_min=n_min, p_min=p_min, gpu_layers=gpu_layers,
-                   model_path=None if sidecar is None else os.fspath(sidecar), adaptive=adaptive)
+                   model_path=None if sidecar is None else os.fspath(sidecar), adaptive=adaptive,
+                   devices=tuple(devices))
 
     @classmethod
     def auto(cls, n_max: int = 3) -> Speculator:
@@ -92,11 +103,12 @@ class Speculator:
 
     @classmethod
     def draft_model(cls, path: str | os.PathLike[str], n_max: int | Literal["auto"] = 3, n_min: int = 0,
-                    p_min: float = 0.0, gpu_layers: int = -1) -> Speculator:
-        """A smaller model with the same vocabulary drafts (``--spec-type draft-simple -md PATH``)."""
+                    p_min: float = 0.0, gpu_layers: int = -1, devices: Sequence[str] = ()) -> Speculator:
+        """A smaller model with the same vocabulary drafts (``--spec-type draft-simple -md PATH``),
+        placed by ``gpu_layers`` and ``devices`` (``--spec-draft-ngl``, ``-devd``)."""
         limit, adaptive = _n_max(n_max)
         return cls("draft-simple", n_max=limit, n_min=n_min, p_min=p_min, gpu_layers=gpu_layers,
-                   model_path=os.fspath(path), adaptive=adaptive)
+                   model_path=os.fspath(path), adaptive=adaptive, devices=tuple(devices))
 
     @classmethod
     def ngram(cls, kind: str = "ngram-simple", n_max: int = 8, size_n: int = 12, size_m: int = 48,
@@ -147,5 +159,5 @@ class Speculator:
         o = _core.SpeculatorOptions()
         for f in fields(self):
             value = getattr(self, f.name)
-            setattr(o, f.name, "" if value is None else value)
+            setattr(o, f.name, "" if value is None else list(value) if isinstance(value, tuple) else value)
         return o

@@ -20,8 +20,11 @@ class DeviceInfo:
     """A compute device that llama.cpp can use."""
 
     name: str
+    """ggml's device name: ``"CPU"``, ``"CUDA0"``, ``"RPC0"`` ..."""
     description: str
+    """The hardware, or for an RPC device the server's ``host:port``."""
     type: str
+    """``"cpu"``, ``"gpu"``, ``"igpu"``, ``"accel"`` or ``"rpc"``."""
     memory_total: int
     memory_free: int
 
@@ -41,10 +44,18 @@ class SystemInfo:
     cuda_compiled: bool = False
     cuda_archs: str = ""
     gpu_offload: bool = False
+    """llama.cpp's ``llama_supports_gpu_offload()``: true with a GPU backend, and whenever the RPC
+    backend is built (layers may go to RPC servers), so true in every llama-mtp build."""
+    rpc: bool = False
+    """The RPC backend (ggml-rpc) is built in: ``Model(rpc_servers=...)``, ``llama-mtp rpc-server``."""
+    rpc_protocol: str = ""
+    """ggml-rpc protocol version; servers and clients must agree on the major number."""
 
 
 def system_info() -> SystemInfo:
-    """Report the llama.cpp commit, compiled backends (CPU variant, CUDA and its archs), devices."""
+    """Report the llama.cpp commit, compiled backends (CPU variant, CUDA and its archs, RPC) and
+    the local devices. RPC servers are not listed here (they are per model:
+    :attr:`Model.devices`)."""
     ensure_backend()
     raw = _core.system_info()
     devices = [DeviceInfo(**d) for d in raw.pop("devices")]

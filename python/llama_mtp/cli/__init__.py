@@ -1,4 +1,4 @@
-"""The ``llama-mtp`` command: run, chat, inspect, bench, demo, synth, serve.
+"""The ``llama-mtp`` command: run, chat, inspect, bench, demo, synth, serve, rpc-server.
 
 Flags keep llama-cli's names and meanings, so the model card's commands work by swapping the
 program name (``llama-cli -m M.gguf -ngl 999 --spec-type draft-mtp --spec-draft-n-max 2 -p ...``).
@@ -33,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
                            add_help=False)
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
     bench.set_defaults(func=None)
+    rpc = sub.add_parser("rpc-server", help="serve this machine's devices to other llama-mtp / llama.cpp "
+                                            "processes (llama.cpp's rpc-server)", add_help=False)
+    rpc.add_argument("rpc_args", nargs=argparse.REMAINDER)
+    rpc.set_defaults(func=None)
     return parser
 
 
@@ -43,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = next((word for word in argv if not word.startswith("-")), "")
     try:
         return _dispatch(argv)
-    except (LlamaMTPError, ValueError, FileNotFoundError, OSError) as exc:
+    except (LlamaMTPError, ValueError, FileNotFoundError, OSError, ImportError) as exc:
         print(f"llama-mtp {command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -64,6 +68,10 @@ def _dispatch(argv: list[str]) -> int:
         from .bench import main as bench_main
 
         return int(bench_main(argv[1:]))
+    if argv and argv[0] == "rpc-server":
+        from ..rpc import main as rpc_main
+
+        return int(rpc_main(argv[1:]))
     parser = build_parser()
     a = parser.parse_args(argv)
     if a.verbose:
@@ -72,4 +80,7 @@ def _dispatch(argv: list[str]) -> int:
         logging.basicConfig(level=logging.DEBUG if a.verbose > 1 else logging.INFO,
                             format="%(name)s: %(message)s")
         set_log_level(logging.DEBUG if a.verbose > 1 else logging.INFO)
+    if getattr(a, "list_devices", False):
+        return cli_args.print_devices(a)
+    cli_args.resolve_model(a)
     return int(a.func(a))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -11,9 +12,15 @@ from ..speculator import AUTO_N_MAX, SPEC_TYPES, Speculator
 
 
 def add_model_args(p: argparse.ArgumentParser, *, model_required: bool = True) -> None:
-    """-m, -c, -b, -ub, -t, -tb, -ngl, -fa, -ctk, -ctv, --mlock, --no-mmap."""
+    """-m / -hf, -c, -b, -ub, -t, -tb, -ngl, -fa, -ctk, -ctv, --mlock, --no-mmap; devices and split."""
     g = p.add_argument_group("model and context (llama-cli names)")
-    g.add_argument("-m", "--model", required=model_required, help="GGUF model file")
+    g.add_argument("-m", "--model", default=None, help="GGUF model file (or -hf)")
+    p.set_defaults(model_required=model_required)
+    g.add_argument("-hf", "-hfr", "--hf-repo", dest="hf_repo", default=None, metavar="USER/REPO[:QUANT]",
+                   help="load from the Hugging Face Hub (pip install 'llama-mtp[hub]'): the file whose name "
+                        "contains QUANT (default Q4_K_M), every part of a split model")
+    g.add_argument("-hff", "--hf-file", dest="hf_file", default=None,
+                   help="with -hf: the file (or glob) to take, instead of QUANT")
     g.add_argument("-c", "--ctx-size", type=int, default=4096, help="context size in tokens (0 = from model)")
     g.add_argument("-b", "--batch-size", type=int, default=2048, help="logical batch size")
     g.add_argument("-ub", "--ubatch-size", type=int, default=512, help="physical batch size")
@@ -34,6 +41,68 @@ def add_model_args(p: argparse.ArgumentParser, *, model_required: bool = True) -
                      help="one KV pool for all slots (default)")
     kvu.add_argument("-no-kvu", "--no-kv-unified", dest="kv_unified", action="store_false",
                      help="each slot gets -c / -np tokens of its own")
+    add_device_args(p)
+
+
+def add_device_args(p: argparse.ArgumentParser) -> None:
+    """-sm, -ts, -mg, --rpc, --list-devices (llama.cpp's names and meanings)."""
+    g = p.add_argument_group("devices and split (llama.cpp names)")
+    g.add_argument("-sm", "--split-mode", choices=("none", "layer", "row"), default="layer",
+                   help="how to split the model over several devices: layer (default), row, none")
+    g.add_argument("-ts", "--tensor-split", default=None, metavar="N0,N1,...",
+                   help="share of the model per device, e.g. 3,1 (in the order of --list-devices)")
+    g.add_argument("-mg", "--main-gpu", type=int, default=0, metavar="INDEX",
+                   help="the device for the whole model with -sm none, for intermediate results with -sm row")
+    g.add_argument("--rpc", default=None, metavar="HOST:PORT,...",
+                   help="RPC servers (llama-mtp rpc-server / llama.cpp rpc-server) to put layers on")
+    g.add_argument("--list-devices", action="store_true", help="print the devices (with --rpc's) and exit")
+
+
+def parse_tensor_split(value: str | None) -> list[float] | None:
+    """``-ts 3,1`` (or ``3/1``, as llama.cpp) -> ``[3.0, 1.0]``."""
+    if not value:
+        return None
+    try:
+        return [float(x) for x in re.split(r"[,/]+", value.strip()) if x]
+    except ValueError:
+        raise ValueError(f"-ts takes comma-separated numbers, e.g. 3,1; not {value!r}") from None
+
+
+def rpc_servers_from(a: argparse.Namespace) -> list[str] | None:
+    """``--rpc host:port,...`` -> the list."""
+    value: str | None = getattr(a, "rpc", None)
+    return [s.strip() for s in value.split(",") if s.strip()] if value else None
+
+
+def print_devices(a: argparse.Namespace) -> int:
+    """``--list-devices``: this machine's devices and those of the ``--rpc`` servers."""
+    from .. import _core
+    from ..system import system_info
+
+    lines = [f"  {d.name}: {d.description} ({d.memory_total // 2**20} MiB, {d.memory_free // 2**20} MiB free)"
+             for d in system_info().devices]
+    for server in rpc_servers_from(a) or []:
+        for d in _core.rpc_server_devices(server):
+            lines.append(f"  {d['name']}: {d['description']} ({int(d['memory_total']) // 2**20} MiB, "
+                         f"{int(d['memory_free']) // 2**20} MiB free)")
+    print("Available devices:")
+    print("\n".join(lines) if lines else "  (none)")
+    return 0
+
+
+def resolve_model(a: argparse.Namespace) -> None:
+    """Fill ``a.model`` from ``-hf`` (downloading, or from the cache); check one of them is given."""
+    if getattr(a, "hf_repo", None):
+        if a.model:
+            raise ValueError("give -m or -hf, not both")
+        from ..hub import parse_hf_spec, resolve
+
+        repo, pattern = parse_hf_spec(a.hf_repo)
+        a.model = str(resolve(repo, a.hf_file or pattern))
+    elif getattr(a, "hf_file", None):
+        raise ValueError("-hff goes with -hf")
+    if getattr(a, "model_required", False) and not a.model:
+        raise ValueError("a model is needed: -m FILE.gguf or -hf USER/REPO[:QUANT]")
 
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:
@@ -69,6 +138,9 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--spec-draft-n-min", "--draft-min", dest="spec_n_min", type=int, default=0)
     g.add_argument("--spec-draft-p-min", "--draft-p-min", dest="spec_p_min", type=float, default=0.0)
     g.add_argument("--spec-draft-ngl", "-ngld", "--gpu-layers-draft", dest="spec_ngl", type=int, default=-1)
+    g.add_argument("--spec-draft-device", "-devd", "--device-draft", dest="spec_devices", default=None,
+                   metavar="DEV,...", help="devices of a separate draft model / MTP sidecar (none = CPU; "
+                                          "default: the model's)")
     g.add_argument("--spec-draft-model", "-md", "--model-draft", dest="spec_model", default=None,
                    help="draft-simple: the draft GGUF; draft-mtp: an MTP sidecar GGUF")
     g.add_argument("-ctkd", "--cache-type-k-draft", dest="spec_ctk", default="f16",
@@ -104,7 +176,9 @@ def model_kwargs(a: argparse.Namespace) -> dict[str, object]:
                 n_batch=a.batch_size, n_ubatch=a.ubatch_size, n_threads=a.threads,
                 n_threads_batch=a.threads_batch, flash_attn=a.flash_attn, cache_type_k=a.cache_type_k,
                 cache_type_v=a.cache_type_v, use_mlock=a.mlock, use_mmap=not a.no_mmap,
-                offload_kqv=not a.no_kv_offload, n_parallel=a.n_parallel, kv_unified=a.kv_unified)
+                offload_kqv=not a.no_kv_offload, n_parallel=a.n_parallel, kv_unified=a.kv_unified,
+                main_gpu=a.main_gpu, split_mode=a.split_mode, tensor_split=parse_tensor_split(a.tensor_split),
+                rpc_servers=rpc_servers_from(a))
 
 
 def sampling_from(a: argparse.Namespace) -> SamplingParams:
@@ -122,9 +196,10 @@ def speculator_from(a: argparse.Namespace) -> Speculator:
     if a.spec_type == "none":
         return Speculator.none()
     n_max, adaptive = (AUTO_N_MAX, True) if a.spec_n_max == "auto" else (int(a.spec_n_max), False)
+    devices = tuple(d for d in re.split(r"[,/]+", a.spec_devices or "") if d)
     return Speculator(a.spec_type, n_max=n_max, adaptive=adaptive, n_min=a.spec_n_min, p_min=a.spec_p_min,
                       gpu_layers=-1 if a.spec_ngl >= 999 else a.spec_ngl, model_path=a.spec_model,
-                      cache_type_k=a.spec_ctk, cache_type_v=a.spec_ctv)
+                      cache_type_k=a.spec_ctk, cache_type_v=a.spec_ctv, devices=devices)
 
 
 def chat_template_from(a: argparse.Namespace) -> str | None:

@@ -34,7 +34,7 @@ def summary(report: GGUFReport, problems: list[str]) -> dict[str, Any]:
     """JSON-ready summary."""
     mtp = report.mtp
     return {
-        "path": report.path, "loadable": not problems, "problems": problems,
+        "path": report.path, "parts": report.parts, "loadable": not problems, "problems": problems,
         "gguf_version": report.version, "file_size": report.file_size,
         "architecture": report.arch, "name": report.metadata.get("general.name"),
         "n_params": report.n_params, "n_tensors": len(report.tensors),
@@ -67,6 +67,8 @@ def run(a: argparse.Namespace) -> int:
     mtp = report.mtp
     mtp_line = ("complete" if mtp.complete else "INCOMPLETE" if mtp.present else "absent")
     print(f"file          : {report.path} ({report.file_size} bytes, {gib:.2f} GiB)")
+    if len(report.parts) > 1:
+        print(f"split         : {len(report.parts)} parts, all present")
     print(f"GGUF          : version {report.version}, {len(report.tensors)} tensors, "
           f"{len(report.metadata)} metadata keys")
     print(f"architecture  : {report.arch}   parameters: {report.n_params / 1e9:.3f} B")
