@@ -131,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out.with_suffix(".md").write_text(text)
         print(f"wrote {args.out.with_suffix('.md')} and .json", file=sys.stderr)
     print(text)
-    return 1 if summary["outcomes"]["abort"] or summary["outcomes"]["hang"] else 0
+    bad = ("abort", "hang", "unexpected", "harness_error")
+    return 1 if any(summary["outcomes"][k] for k in bad) else 0
 
 
 if __name__ == "__main__":

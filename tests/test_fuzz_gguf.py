@@ -66,6 +66,7 @@ def test_fast_slice(fuzz_base: Path) -> None:
     report = markdown(s)
     assert not runner.findings, report
     assert s["outcomes"]["unexpected"] == 0, report
+    assert s["outcomes"]["harness_error"] == 0, report
     assert s["n_mutants"] == SLICE
     assert set(s["per_strategy"]) == set(STRATEGIES), report
     assert s["outcomes"]["rejected"] > 100, report

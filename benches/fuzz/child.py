@@ -116,7 +116,12 @@ def main(argv: list[str]) -> int:
             _emit(out, {"seed": seed, "start": True})
             _selftest_hooks(seed, ran)
             ran.add(seed)
-            mutant = mutate(base, seed, only)
+            try:
+                mutant = mutate(base, seed, only)
+            except Exception:  # noqa: BLE001 - a bug of the fuzzer, not a finding: reported as such
+                _emit(out, {"seed": seed, "strategy": "?", "detail": "", "outcome": "harness_error",
+                            "stage": "mutate", "traceback": traceback.format_exc()[-2000:]})
+                continue
             path = workdir / f"mutant-{os.getpid()}-{seed}.gguf"
             path.write_bytes(mutant.data)
             try:

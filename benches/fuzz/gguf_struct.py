@@ -13,7 +13,8 @@ import struct
 from dataclasses import dataclass, field, replace
 from typing import Union
 
-__all__ = ["GGUFType", "KV", "TensorInfo", "GGUFStruct", "parse", "serialize", "Scalar", "Value"]
+__all__ = ["GGUFType", "KV", "TensorInfo", "GGUFStruct", "parse", "serialize", "Scalar", "Value",
+           "BLOCKS", "nbytes", "relayout"]
 
 
 class GGUFType:
@@ -26,6 +27,25 @@ class GGUFType:
            11: "<q", 12: "<d"}
     NAMES = {0: "u8", 1: "i8", 2: "u16", 3: "i16", 4: "u32", 5: "i32", 6: "f32", 7: "bool",
              8: "str", 9: "arr", 10: "u64", 11: "i64", 12: "f64"}
+
+
+# ggml type -> (elements per block, bytes per block), for the types the synthetic models use
+BLOCKS = {0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34),
+          9: (32, 36), 10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176),
+          14: (256, 210), 15: (256, 292), 30: (1, 2)}
+
+
+def nbytes(ggml_type: int, dims: list[int]) -> int | None:
+    """Bytes of a tensor (None for a type not in BLOCKS, or rows that are not whole blocks)."""
+    if ggml_type not in BLOCKS or not dims:
+        return None
+    block, size = BLOCKS[ggml_type]
+    if dims[0] % block:
+        return None
+    n = 1
+    for d in dims[1:]:
+        n *= d
+    return dims[0] // block * size * n
 
 
 Scalar = Union[int, float, bool, bytes]
@@ -254,3 +274,22 @@ def serialize(g: GGUFStruct, *, alignment: int | None = None) -> bytes:
     out += b"\x00" * (_pad(len(out), align) - len(out))
     out += g.data
     return bytes(out)
+
+
+def relayout(g: GGUFStruct, old: dict[bytes, tuple[list[int], int]]) -> None:
+    """Lay the data section out again after tensors changed shape or type: each tensor gets
+    its old bytes (its shape and type before the change, from ``old``; unchanged tensors need no
+    entry) cut or repeated to its new size, at an offset aligned as the file says."""
+    data = bytearray()
+    for t in sorted(g.tensors, key=lambda t: t.offset):
+        dims, ggml_type = old.get(t.name, (t.dims, t.ggml_type))
+        size_old = nbytes(ggml_type, dims) or 0
+        size_new = nbytes(t.ggml_type, t.dims)
+        if size_new is None:
+            raise ValueError(f"cannot size {t.label}: type {t.ggml_type}, dims {t.dims}")
+        chunk = g.data[t.offset:t.offset + size_old] or b"\0"
+        chunk = (chunk * (size_new // len(chunk) + 1))[:size_new]
+        t.offset = len(data)
+        data += chunk
+        data += b"\0" * (-len(data) % g.alignment)
+    g.data = bytes(data)

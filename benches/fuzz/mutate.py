@@ -13,7 +13,8 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from .gguf_struct import KV, GGUFStruct, GGUFType, Scalar, TensorInfo, Value, parse, serialize
+from .gguf_struct import (BLOCKS, KV, GGUFStruct, GGUFType, Scalar, TensorInfo, Value, parse,
+                          relayout, serialize)
 
 __all__ = ["Base", "Mutant", "STRATEGIES", "mutate", "strategy_names"]
 
@@ -358,7 +359,7 @@ def vocab(rng: random.Random, b: Base) -> tuple[str, bytes]:
         k = rng.choice([1, 5, len(types)])
         for _ in range(k):
             types[rng.randrange(len(types))] = rng.choice([-1, 0, 2, 3, 4, 5, 6, 7, 100, 2**31 - 1])
-        g.set("tokenizer.ggml.token_type", T.ARRAY, types, T.INT32)  # type: ignore[arg-type]
+        g.set("tokenizer.ggml.token_type", T.ARRAY, types, T.INT32)
         detail = f"{k} token types"
     elif kind == "merges":
         merges = list(b._list("tokenizer.ggml.merges"))
@@ -367,7 +368,7 @@ def vocab(rng: random.Random, b: Base) -> tuple[str, bytes]:
             merges[rng.randrange(len(merges))] = rng.choice(
                 [b"", b" ", b"a", b"a b c", b"  ", b"\xff \xfe", merges[rng.randrange(len(merges))],
                  tokens[rng.randrange(n)]])
-        g.set("tokenizer.ggml.merges", T.ARRAY, merges, T.STRING)  # type: ignore[arg-type]
+        g.set("tokenizer.ggml.merges", T.ARRAY, merges, T.STRING)
         detail = f"{k} merges"
     elif kind == "lengths":
         key = rng.choice(["tokenizer.ggml.tokens", "tokenizer.ggml.token_type",
@@ -378,7 +379,7 @@ def vocab(rng: random.Random, b: Base) -> tuple[str, bytes]:
         items = items[:new_n] + [items[-1] if items else b"x"] * max(0, new_n - len(items))
         if key == "tokenizer.ggml.tokens" and new_n > n:        # keep the new tokens distinct
             items = items[:n] + [f"<extra_{k}>".encode() for k in range(new_n - n)]
-        g.set(key, T.ARRAY, items, kv.subtype if kv else T.STRING)  # type: ignore[arg-type]
+        g.set(key, T.ARRAY, items, kv.subtype if kv else T.STRING)
         detail = f"{key}: length -> {new_n}"
         return detail, _reserialize(g)
     else:
@@ -386,11 +387,11 @@ def vocab(rng: random.Random, b: Base) -> tuple[str, bytes]:
         k = rng.choice([0, n - 1, n, n + 5])
         scores: list[Scalar] = [rng.choice(FLOATS) if sub == T.FLOAT32 else rng.randrange(-5, 5)
                                 for _ in range(k)]
-        g.set("tokenizer.ggml.scores", T.ARRAY, scores, sub)  # type: ignore[arg-type]
+        g.set("tokenizer.ggml.scores", T.ARRAY, scores, sub)
         detail = f"scores: {k} x {T.NAMES[sub]}"
         return detail, _reserialize(g)
     if kind in ("dup", "empty", "empty_collision"):
-        g.set("tokenizer.ggml.tokens", T.ARRAY, tokens, T.STRING)  # type: ignore[arg-type]
+        g.set("tokenizer.ggml.tokens", T.ARRAY, tokens, T.STRING)
     return detail, _reserialize(g)
 
 
@@ -433,28 +434,39 @@ def hparams(rng: random.Random, b: Base) -> tuple[str, bytes]:
         g.set(key, vtype, v)
         return f"{key}={v}"
 
+    def put(key: str, vtype: int, value: Value, subtype: int | None = None) -> str:
+        g.set(key, vtype, value, subtype)
+        return f"{key}={str(value)[:60]}"
+
+    def without(key: str, then: str) -> str:
+        g.drop(key)
+        return f"no {key}, {then}"
+
+    def per_layer() -> list[Scalar]:
+        n = rng.choice([n_layer_all, n_layer_all, n_layer_all + 1, 1])
+        return [rng.choice([0, 1, 2, 3, n_head]) for _ in range(n)]
+
+    def recurrent_flags() -> list[Scalar]:
+        n = rng.choice([n_layer_all, n_layer_all, n_layer_all - 1])
+        return [rng.random() < 0.5 for _ in range(n)]
+
     cases += [
         ("rope_dims", lambda: setu(k("rope.dimension_count"),
                                    rng.choice([head + 2, 2 * head, head + 1, n_rot + 1, 0, 1, 3,
                                                head, 2**31, 4 * head]))),
-        ("rope_sections", lambda: (g.set(k("rope.dimension_sections"), T.ARRAY,
-                                           [rng.choice([0, 1, n_rot, n_rot // 2, head, 2**31 - 1, -1,
-                                                        -n_rot])
-                                            for _ in range(4)], rng.choice([T.INT32, T.UINT32])),
-                                   "rope.dimension_sections mutated")[1]),
+        ("rope_sections", lambda: put(k("rope.dimension_sections"), T.ARRAY,
+                                      [rng.choice([0, 1, n_rot, n_rot // 2, head, 2**31 - 1, -1,
+                                                   -n_rot]) for _ in range(4)],
+                                      rng.choice([T.INT32, T.UINT32]))),
         ("head_len", lambda: setu(k(rng.choice(["attention.key_length", "attention.value_length"])),
                                   rng.choice([head // 2, head * 2, 0, head + 1, n_rot]))),
         ("head_count", lambda: setu(k(rng.choice(["attention.head_count",
                                                   "attention.head_count_kv"])),
                                     rng.choice([0, 1, 3, n_head + 1, 2 * n_head, 2**31]))),
-        ("head_count_arr", lambda: (g.set(k(rng.choice(["attention.head_count",
-                                                             "attention.head_count_kv",
-                                                             "feed_forward_length"])),
-                                            T.ARRAY,
-                                            [rng.choice([0, 1, 2, 3, n_head]) for _ in
-                                             range(rng.choice([n_layer_all, n_layer_all,
-                                                               n_layer_all + 1, 1]))], U),
-                                    "per-layer array")[1]),
+        ("head_count_arr", lambda: put(k(rng.choice(["attention.head_count",
+                                                     "attention.head_count_kv",
+                                                     "feed_forward_length"])),
+                                       T.ARRAY, per_layer(), U)),
         ("ssm", lambda: setu(k("ssm." + rng.choice(["conv_kernel", "state_size", "group_count",
                                                     "time_step_rank", "inner_size"])),
                              _int_choice(rng, 4))),
@@ -467,15 +479,12 @@ def hparams(rng: random.Random, b: Base) -> tuple[str, bytes]:
                                            2**31 - 1]))),
         ("nextn_and_layers", lambda: setu(k("block_count"), n_layer_all - 1)
          + " " + setu(k("nextn_predict_layers"), rng.choice([0, 1, 2]))),
-        ("full_attn_interval", lambda: (g.drop(k("attention.recurrent_layers")),
-                                        setu(k("full_attention_interval"),
-                                             rng.choice([0, 1, 2, 3, 5, 2**32 - 1])))[1]),
-        ("recurrent_layers", lambda: (g.set(k("attention.recurrent_layers"), T.ARRAY,
-                                              [rng.random() < 0.5 for _ in range(
-                                                  rng.choice([n_layer_all, n_layer_all,
-                                                              n_layer_all - 1]))],
-                                              rng.choice([T.BOOL, T.BOOL, T.UINT32, T.INT32])),
-                                      "recurrent_layers shuffled")[1]),
+        ("full_attn_interval", lambda: without(k("attention.recurrent_layers"),
+                                               setu(k("full_attention_interval"),
+                                                    rng.choice([0, 1, 2, 3, 5, 2**32 - 1])))),
+        ("recurrent_layers", lambda: put(k("attention.recurrent_layers"), T.ARRAY,
+                                         recurrent_flags(),
+                                         rng.choice([T.BOOL, T.BOOL, T.UINT32, T.INT32]))),
         ("experts", lambda: setu(k("expert_count"), rng.choice([0, 1, 2, 4, 1024, 1025, 2**31]))
          + " " + setu(k("expert_used_count"), rng.choice([0, 1, 2, 5, n_expert + 1]))),
         ("expert_used", lambda: setu(k("expert_used_count"),
@@ -487,21 +496,19 @@ def hparams(rng: random.Random, b: Base) -> tuple[str, bytes]:
                                    _int_choice(rng, 256))),
         ("dims", lambda: setu(k(rng.choice(["embedding_length", "feed_forward_length",
                                             "context_length"])), _int_choice(rng, 256))),
-        ("eps", lambda: (g.set(k("attention.layer_norm_rms_epsilon"), T.FLOAT32,
-                                 rng.choice(FLOATS)), "rms eps")[1]),
-        ("rope_freq", lambda: (g.set(k(rng.choice(["rope.freq_base", "rope.scaling.factor",
-                                                        "rope.scaling.attn_factor"])),
-                                       T.FLOAT32, rng.choice(FLOATS)), "rope float")[1]),
+        ("eps", lambda: put(k("attention.layer_norm_rms_epsilon"), T.FLOAT32, rng.choice(FLOATS))),
+        ("rope_freq", lambda: put(k(rng.choice(["rope.freq_base", "rope.scaling.factor",
+                                                "rope.scaling.attn_factor"])),
+                                  T.FLOAT32, rng.choice(FLOATS))),
         ("rope_scaling", lambda: setu(k("rope.scaling.original_context_length"),
                                       rng.choice([0, 1, 2**31]))
-         + " " + (g.set(k("rope.scaling.type"), T.STRING,
-                          rng.choice([b"yarn", b"linear", b"longrope"])), "type")[1]),
+         + " " + put(k("rope.scaling.type"), T.STRING, rng.choice([b"yarn", b"linear", b"longrope"]))),
         ("swa", lambda: setu(k(rng.choice(["attention.sliding_window", "attention.key_length_swa",
                                            "attention.value_length_swa",
                                            "rope.dimension_count_swa"])),
                              _int_choice(rng, head))),
         ("pooling", lambda: setu(k("pooling_type"), rng.choice([0, 1, 2, 3, 4, 5, 99, 2**31]))),
-        ("causal", lambda: (g.set(k("attention.causal"), T.BOOL, False), "causal=false")[1]),
+        ("causal", lambda: put(k("attention.causal"), T.BOOL, False)),
         ("alignment", lambda: setu("general.alignment", rng.choice([0, 1, 2, 3, 8, 31, 64, 2**16,
                                                                      2**31]))),
     ]
@@ -620,6 +627,104 @@ def mtp_head(rng: random.Random, b: Base) -> tuple[str, bytes]:
     return f"{key}={v}", _reserialize(g)
 
 
+# Tensor shapes of qwen35 / qwen35moe in terms of the hyperparameters (ggml order), by the name
+# after "blk.N." -- what llama.cpp's load_arch_tensors asks for.
+SHAPES: dict[str, tuple[str, ...]] = {
+    "token_embd.weight": ("E", "V"), "output.weight": ("E", "V"), "output_norm.weight": ("E",),
+    "attn_norm.weight": ("E",), "post_attention_norm.weight": ("E",),
+    "ffn_gate.weight": ("E", "F"), "ffn_up.weight": ("E", "F"), "ffn_down.weight": ("F", "E"),
+    "attn_qkv.weight": ("E", "QKV"), "attn_gate.weight": ("E", "SR"), "ssm_beta.weight": ("E", "R"),
+    "ssm_alpha.weight": ("E", "R"), "ssm_conv1d.weight": ("K", "QKV"), "ssm_dt.bias": ("R",),
+    "ssm_a": ("R",), "ssm_norm.weight": ("S",), "ssm_out.weight": ("SR", "E"),
+    "attn_q.weight": ("E", "Q2"), "attn_k.weight": ("E", "DKV"), "attn_v.weight": ("E", "DKV"),
+    "attn_output.weight": ("DH", "E"), "attn_q_norm.weight": ("D",), "attn_k_norm.weight": ("D",),
+    "nextn.eh_proj.weight": ("2E", "E"), "nextn.enorm.weight": ("E",),
+    "nextn.hnorm.weight": ("E",), "nextn.shared_head_norm.weight": ("E",),
+    "ffn_gate_inp.weight": ("E", "X"), "ffn_up_exps.weight": ("E", "FX", "X"),
+    "ffn_gate_exps.weight": ("E", "FX", "X"), "ffn_down_exps.weight": ("FX", "E", "X"),
+    "ffn_gate_up_exps.weight": ("E", "2FX", "X"), "ffn_gate_inp_shexp.weight": ("E",),
+    "ffn_gate_shexp.weight": ("E", "FS"), "ffn_up_shexp.weight": ("E", "FS"),
+    "ffn_down_shexp.weight": ("FS", "E"),
+}
+# hyperparameter -> its metadata keys
+PARAM_KEYS = {"E": ["embedding_length"], "F": ["feed_forward_length"], "H": ["attention.head_count"],
+              "KV": ["attention.head_count_kv"], "D": ["attention.key_length", "attention.value_length"],
+              "S": ["ssm.state_size"], "G": ["ssm.group_count"], "R": ["ssm.time_step_rank"],
+              "K": ["ssm.conv_kernel"], "X": ["expert_count"], "FX": ["expert_feed_forward_length"],
+              "FS": ["expert_shared_feed_forward_length"]}
+
+
+def _dims(shape: tuple[str, ...], p: dict[str, int]) -> list[int]:
+    derived = {"QKV": 2 * p["S"] * p["G"] + p["S"] * p["R"], "SR": p["S"] * p["R"],
+               "Q2": 2 * p["D"] * p["H"], "DKV": p["D"] * p["KV"], "DH": p["D"] * p["H"],
+               "2E": 2 * p["E"], "2FX": 2 * p.get("FX", 0)}
+    return [derived[x] if x in derived else p.get(x, 0) for x in shape]
+
+
+def hyperparameters(g: GGUFStruct, arch: str) -> dict[str, int]:
+    """The shape-defining hyperparameters of a qwen35 / qwen35moe file (0 when absent)."""
+    p = {name: _int_kv(g, f"{arch}.{keys[0]}", 0) for name, keys in PARAM_KEYS.items()}
+    kv = g.kv("tokenizer.ggml.tokens")
+    p["V"] = len(kv.value) if kv is not None and isinstance(kv.value, list) else 0
+    return p
+
+
+def reshape(g: GGUFStruct, arch: str, changes: dict[str, int], *, keep_inner: bool = False) -> int:
+    """Set hyperparameters (``{"KV": 3}``: head_count_kv = 3) and give every tensor that depends
+    on them the shape llama.cpp will ask for, data laid out again (a tensor whose rows are no
+    longer whole quantization blocks becomes f16, or f32 for a vector). ``ssm.inner_size``
+    follows state_size x time_step_rank unless ``keep_inner``. Returns the tensors reshaped."""
+    p = hyperparameters(g, arch)
+    p.update(changes)
+    for name, value in changes.items():
+        for key in PARAM_KEYS[name]:
+            g.set(f"{arch}.{key}", T.UINT32, value)
+    if not keep_inner:
+        g.set(f"{arch}.ssm.inner_size", T.UINT32, p["S"] * p["R"])
+    old: dict[bytes, tuple[list[int], int]] = {}
+    for t in g.tensors:
+        label = t.label
+        shape = SHAPES.get(label.split(".", 2)[2] if label.startswith("blk.") else label)
+        if shape is None:
+            continue
+        dims = _dims(shape, p)
+        if dims == t.dims:
+            continue
+        old[t.name] = (list(t.dims), t.ggml_type)
+        t.dims = dims
+        if dims and dims[0] % BLOCKS.get(t.ggml_type, (1, 1))[0]:
+            t.ggml_type = 0 if len(dims) == 1 else 1     # f32 vectors, f16 matrices
+    relayout(g, old)
+    return len(old)
+
+
+def coherent(rng: random.Random, b: Base) -> tuple[str, bytes]:
+    """One hyperparameter changed together with every tensor shape that depends on it, so that
+    llama.cpp's shape checks pass and the file reaches the graph and the kernels: head counts
+    that do not divide, head sizes below the RoPE dimensions, DeltaNet heads that do not share
+    out, odd sizes."""
+    g = b.g.copy()
+    p = hyperparameters(g, b.arch)
+    name = rng.choice([x for x in PARAM_KEYS if p[x] > 0])
+    v = p[name]
+    new = rng.choice([1, 2, 3, v - 1, v + 1, 2 * v, max(1, v // 2), v + 32, 3 * v, 5, 6, 7, 8, 16])
+    if name == "E":
+        new = rng.choice([32, 64, 96, 128, 512, 160])
+    new = max(1, new)
+    notes = [f"{name}: {v} -> {new}"]
+    keep_inner = rng.random() < 0.15
+    if keep_inner:
+        notes.append("inner_size kept")
+    if rng.random() < 0.3:                       # and a second, independent change
+        key, value = rng.choice([("rope.dimension_count", rng.choice([2, 4, 8, 16, 64, 128])),
+                                 ("attention.head_count_kv", rng.choice([1, 2, 3, 4])),
+                                 ("nextn_predict_layers", rng.choice([0, 1]))])
+        g.set(b.key(key), T.UINT32, value)
+        notes.append(f"{key}={value}")
+    n = reshape(g, b.arch, {name: new}, keep_inner=keep_inner)
+    return "; ".join(notes) + f" ({n} tensors reshaped)", _reserialize(g)
+
+
 def stacked(rng: random.Random, b: Base) -> tuple[str, bytes]:
     """Two or three structure mutations applied in a row (each on the previous result)."""
     details = []
@@ -660,12 +765,13 @@ STRATEGIES: dict[str, tuple[float, Callable[[random.Random, Base], tuple[str, by
     "tensor_offset": (4, tensor_offset),
     "tensor_table": (5, tensor_table),
     "mtp_head": (4, mtp_head),
+    "coherent": (10, coherent),
     "stacked": (5, stacked),
 }
 _STRUCTURED = [(n, f) for n, (w, f) in STRATEGIES.items()
                if n in ("kv_wrong_type", "kv_value", "array_length", "array_elements", "vocab",
                         "special_tokens", "hparams", "tensor_dims", "tensor_type", "mtp_head",
-                        "tensor_table")]
+                        "tensor_table", "coherent")]
 
 
 def strategy_names() -> list[str]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from .runner import Finding
 
-OUTCOMES = ["ok", "rejected", "unexpected", "abort", "hang"]
+OUTCOMES = ["ok", "rejected", "unexpected", "abort", "hang", "harness_error"]
 
 
 def _reason_class(message: str) -> str:
@@ -89,7 +89,8 @@ def markdown(s: dict[str, Any]) -> str:
             "model has an MTP head; greedy for even seeds, temperature 0.8 for odd ones), "
             "detokenize. `rejected` = a `llama_mtp.errors` exception or `ValueError` (the wanted "
             "outcome for a broken file); `unexpected` = any other Python exception; `abort` = the "
-            "process died; `hang` = no progress for the timeout.", ""]
+            "process died; `hang` = no progress for the timeout; `harness_error` = the fuzzer itself "
+            "failed to make the mutant (a bug to fix here).", ""]
     o = s["outcomes"]
     out += ["| outcome | mutants |", "|---|---:|"]
     out += [f"| {k} | {o[k]:,} |" for k in OUTCOMES]
