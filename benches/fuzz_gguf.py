@@ -119,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         "base": args.base if args.model is None else str(args.model),
         "base_args": BASES.get(args.base) if args.model is None else None,
         "base_sha256": hashlib.sha256(raw).hexdigest(), "base_size": len(raw),
+        "reproduce_args": (f"--base {args.base}" if args.model is None else f"--model {args.model}")
+        + (f" --strategy {args.strategy}" if args.strategy else ""),
         "seed_start": args.seed_start, "n_seeds": args.mutants, "strategy": args.strategy,
         "jobs": args.jobs, "batch_size": args.batch, "children": runner.children,
         "elapsed_s": round(elapsed, 1), "git": _git(), "machine": _machine(),

@@ -1,6 +1,7 @@
 #include "gguf_checks.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -340,6 +341,16 @@ void check_tokenizer_model(const Meta& m) {
     }
 }
 
+// A GGUF's chat templates (tokenizer.chat_template and the named tokenizer.chat_template.*).
+void check_chat_templates(const Meta& m, const GgufFile& file) {
+    for (const auto& [name, value] : file.metadata) {
+        if (name.rfind("tokenizer.chat_template", 0) != 0) continue;
+        const auto* source = std::get_if<std::string>(&value);
+        if (source == nullptr) continue;
+        if (std::string why = chat_template_problem(*source); !why.empty()) m.fail(name + " " + why);
+    }
+}
+
 }  // namespace
 
 void check_loadable(const GgufFile& file, const std::string& arch) {
@@ -349,6 +360,7 @@ void check_loadable(const GgufFile& file, const std::string& arch) {
     check_experts(m);
     check_rope_scaling(m);
     check_conv_types(file);
+    check_chat_templates(m, file);
     if (qwen35) check_tokenizer_model(m);
     check_tokens(m);
     if (qwen35) {
@@ -358,6 +370,92 @@ void check_loadable(const GgufFile& file, const std::string& arch) {
         check_norm_epsilon(m);
         if (arch == "qwen35moe") check_moe(m);
     }
+}
+
+std::string chat_template_problem(const std::string& src) {
+    auto ident = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
+    size_t depth = 0;
+    size_t i = 0;
+    const size_t n = src.size();
+    while (i < n) {
+        const size_t open = src.find('{', i);
+        if (open == std::string::npos || open + 1 >= n) break;
+        const char kind = src[open + 1];
+        if (kind == '#') {  // comment: not parsed
+            const size_t end = src.find("#}", open + 2);
+            i = end == std::string::npos ? n : end + 2;
+            continue;
+        }
+        if (kind != '{' && kind != '%') {
+            i = open + 1;
+            continue;
+        }
+        // one tag: count its tokens (a word, a number, a quoted string or one other character)
+        // up to its closing "}}" / "%}" outside strings and braces, as llama.cpp's lexer does
+        size_t tokens = 0;
+        size_t braces = 0;
+        std::string keyword;
+        bool assigns = false;  // {% set x = ... %} (a block {% set x %} ... {% endset %} has none)
+        size_t j = open + 2;
+        bool closed = false;
+        while (j < n) {
+            const char c = src[j];
+            if (std::isspace(static_cast<unsigned char>(c))) {
+                ++j;
+            } else if (c == '"' || c == '\'') {
+                ++tokens;
+                for (++j; j < n && src[j] != c; ++j) {
+                    if (src[j] == '\\') ++j;
+                }
+                ++j;
+            } else if (ident(c)) {
+                const size_t start = j;
+                while (j < n && ident(src[j])) ++j;
+                if (keyword.empty()) keyword = src.substr(start, j - start);
+                ++tokens;
+            } else if (c == '}' && j + 1 < n && src[j + 1] == '}' && kind == '{' && braces == 0) {
+                j += 2;
+                closed = true;
+                break;
+            } else if (c == '%' && j + 1 < n && src[j + 1] == '}' && kind == '%') {
+                j += 2;
+                closed = true;
+                break;
+            } else {
+                if (c == '{') ++braces;
+                if (c == '}' && braces > 0) --braces;
+                if (c == '=') assigns = true;
+                ++tokens;
+                ++j;
+            }
+        }
+        if (tokens > kMaxTemplateTagTokens) {
+            return "has a tag of " + std::to_string(tokens) + " tokens at byte " + std::to_string(open) +
+                   "; llama.cpp's Jinja engine recurses per nesting level with no limit and overflows "
+                   "the stack on deep expressions: expected at most " +
+                   std::to_string(kMaxTemplateTagTokens) + " tokens per tag";
+        }
+        if (kind == '%') {
+            if (keyword == "raw") {  // not parsed up to {% endraw %}
+                const size_t end = src.find("endraw", j);
+                j = end == std::string::npos ? n : end;
+            } else if (keyword == "if" || keyword == "for" || keyword == "macro" || keyword == "call" ||
+                       keyword == "filter" || keyword == "generation" ||
+                       (keyword == "set" && !assigns)) {
+                if (++depth > kMaxTemplateBlockDepth) {
+                    return "nests more than " + std::to_string(kMaxTemplateBlockDepth) +
+                           " blocks (at byte " + std::to_string(open) +
+                           "); llama.cpp's Jinja engine recurses per block with no limit and "
+                           "overflows the stack on deep nesting";
+                }
+            } else if (keyword.rfind("end", 0) == 0 && depth > 0) {
+                --depth;
+            }
+        }
+        if (!closed) break;  // unterminated: llama.cpp's parser reports it
+        i = j;
+    }
+    return "";
 }
 
 }  // namespace llama_mtp

@@ -111,6 +111,8 @@ CASES: list[tuple[str, Edit, str]] = [
     # fuzz: ggml-cpu ops.cpp rope GGML_ASSERT(n_dims <= ne0) at the first decode
     ("rope dims above head size", u32("qwen35.rope.dimension_count", 130),
      r"qwen35\.rope\.dimension_count = 130 but the head size .* is 128"),
+    # fuzz: a hang, not an abort: rope with n_dims = 0 steps i0 += n_dims - 2 backwards forever
+    ("zero rope dims", u32("qwen35.rope.dimension_count", 0), r"rope\.dimension_count = 0"),
     # fuzz: ops.cpp GGML_ASSERT(n_dims % 2 == 0)
     ("odd rope dims", u32("qwen35.rope.dimension_count", 33), r"rope\.dimension_count = 33"),
     # fuzz: ops.cpp ggml_mrope_cache_init GGML_ASSERT(sect_dims <= ne0)
@@ -192,6 +194,24 @@ CASES: list[tuple[str, Edit, str]] = [
 ]
 
 
+def template(text: str) -> Edit:
+    return lambda g: g.set("tokenizer.chat_template", T.STRING, text.encode())
+
+
+CASES += [
+    # reading (after the fuzzer's chat stage found macro recursion): common/jinja's parser and
+    # renderer recurse once per nesting level with no limit; a deep template overflows the
+    # stack (SIGSEGV) when the model chats (5,000 brackets, 100,000 operators or 1,000 blocks)
+    ("deeply nested template expression", template("{{" + "(" * 5000 + "1" + ")" * 5000 + "}}"),
+     r"tokenizer\.chat_template has a tag of 10001 tokens at byte 0"),
+    ("template operator chain", template("{{ 1" + " + 1" * 100000 + " }}"),
+     r"tokenizer\.chat_template has a tag of 200001 tokens"),
+    ("deeply nested template blocks",
+     template("{% if true %}" * 1000 + "x" + "{% endif %}" * 1000),
+     r"tokenizer\.chat_template nests more than 100 blocks \(at byte 1300\)"),
+]
+
+
 def test_base_loads_and_generates_with_mtp(base: Path) -> None:
     with Model(base, n_ctx=256, n_threads=1) as m:
         out = m.generate("Once upon a time", SamplingParams(temperature=0, top_k=1, max_tokens=4),
@@ -216,3 +236,15 @@ def test_invalid_utf8_in_metadata_is_shown_not_raised(base: Path, tmp_path: Path
     with Model(path, n_ctx=256, n_threads=1) as m:
         assert m.metadata["general.name"] == "bad \ufffd\ufffd name"
         assert m.has_mtp
+
+
+def test_real_chat_templates_pass_the_depth_check(base: Path, tmp_path: Path) -> None:
+    """Every template llama.cpp ships for its tests (models/templates, 71 real models' chat
+    templates) stays within the nesting limits: the check refuses no real template."""
+    templates = sorted((Path(__file__).resolve().parents[1] / "third_party" / "llama.cpp" / "models"
+                        / "templates").glob("*.jinja"))
+    if not templates:
+        pytest.skip("third_party/llama.cpp/models/templates is not there")
+    for source in templates:
+        path = edited(base, tmp_path, template(source.read_text()))
+        Model(path, vocab_only=True).close()

@@ -22,6 +22,8 @@ BASES: dict[str, dict[str, Any]] = {
     # the same with llama.cpp's Q4_K_M type mix (Q4_K / Q6_K blocks, f32 vectors)
     "qwen35-q4km": {"preset": "tiny", "quant": "Q4_K_M", "vocab_size": 4096,
                     "mtp_agreement": 0.8},
+    # mixture of experts (qwen35moe): 16 experts, 4 per token, a shared expert, MTP head
+    "qwen35moe": {"preset": "tiny-moe", "quant": "Q8_0", "vocab_size": 4096, "mtp_agreement": 0.8},
 }
 
 

@@ -5,8 +5,10 @@ job's results file a ``start`` line, ``stage`` lines, and a result line, each fl
 the parent knows which mutant was running when this process died.
 
 Per mutant: write the file, ``Model(path)``, tokenize, generate 4 tokens (with
-``Speculator.mtp(2)`` when the model has an MTP head), detokenize. A Python exception from
-``llama_mtp.errors`` or a ``ValueError`` is the good outcome for a broken file ("rejected");
+``Speculator.mtp(2)`` when the model has an MTP head), detokenize; for every third seed and every
+broken chat template also a two-token ``chat`` (the file's template rendered by llama.cpp's
+``common`` chat code). A Python exception from ``llama_mtp.errors`` or a ``ValueError`` is the
+good outcome for a broken file ("rejected");
 any other exception is "unexpected"; the process dying is what the parent records as an abort.
 """
 
@@ -42,7 +44,7 @@ def _emit(out: IO[str], record: dict[str, Any]) -> None:
     out.flush()
 
 
-def run_one(path: Path, seed: int, out: IO[str], gen_tokens: int) -> dict[str, Any]:
+def run_one(path: Path, seed: int, out: IO[str], gen_tokens: int, chat: bool) -> dict[str, Any]:
     """Load, tokenize, generate; returns the outcome record (without seed/strategy)."""
     from llama_mtp import LlamaMTPError, Model, SamplingParams, Speculator
 
@@ -64,6 +66,11 @@ def run_one(path: Path, seed: int, out: IO[str], gen_tokens: int) -> dict[str, A
             stage = "detokenize"
             _emit(out, {"seed": seed, "stage": stage})
             model.detokenize(list(result.tokens))
+            if chat:
+                stage = "chat"
+                _emit(out, {"seed": seed, "stage": stage})
+                model.chat([{"role": "user", "content": "Hello"}],
+                           SamplingParams(temperature=0, top_k=1, max_tokens=2), speculator=spec)
         return {"outcome": "ok", "stage": "done", "mtp": spec.type != "none",
                 "n_tokens": len(result.tokens), "ms": _ms(t0)}
     except (LlamaMTPError, ValueError) as e:
@@ -125,7 +132,9 @@ def main(argv: list[str]) -> int:
             path = workdir / f"mutant-{os.getpid()}-{seed}.gguf"
             path.write_bytes(mutant.data)
             try:
-                record = run_one(path, seed, out, int(job.get("gen_tokens", 4)))
+                # a third of the seeds, and every broken template, also chat
+                chat = seed % 3 == 0 or mutant.strategy == "chat_template"
+                record = run_one(path, seed, out, int(job.get("gen_tokens", 4)), chat)
             finally:
                 path.unlink(missing_ok=True)
             record.update(seed=seed, strategy=mutant.strategy, detail=mutant.detail[:300],

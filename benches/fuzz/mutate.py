@@ -627,6 +627,40 @@ def mtp_head(rng: random.Random, b: Base) -> tuple[str, bytes]:
     return f"{key}={v}", _reserialize(g)
 
 
+JINJA = ["{{", "}}", "{%", "%}", "{% if %}", "{% endif %}", "{% for m in messages %}",
+         "{% endfor %}", "{{ messages[0]['content'] }}", "{{ messages[99].content }}", "{{ 1/0 }}",
+         "{{ raise_exception('boom') }}", "{% set x = x + 1 %}", "{{ messages | join }}",
+         "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "{{ 'a' * 100000 }}",
+         "{% for i in range(100000) %}{% endfor %}", "{{" + "(" * 2000 + "1" + ")" * 2000 + "}}",
+         "{{ [" * 500 + "]" * 500 + " }}", "{% if " + "not " * 3000 + "true %}{% endif %}",
+         "{{ messages[0]['content'][::-1] }}", "{{ none.x.y }}", "{{ tools[0] }}",
+         "{%- set ns = namespace(a=1) -%}{{ ns.b }}", "\x00", "{# unclosed comment",
+         "{{ '%s' % messages }}", "{{ messages[0].content|tojson }}", "{% break %}",
+         "{{ add_generation_prompt }}", "{% generation %}", "{{ x | bogus_filter }}",
+         "{{" + "(" * 6000 + "1" + ")" * 6000 + "}}", "{{ 1" + " ~ 1" * 50000 + " }}",
+         "{% if true %}" * 2000 + "{% endif %}" * 2000]
+
+
+def chat_template(rng: random.Random, b: Base) -> tuple[str, bytes]:
+    """The chat template broken: cut, spliced with Jinja fragments that fail to parse, raise,
+    recurse, nest deeply or loop, or replaced by one of them."""
+    g = b.g.copy()
+    kv = g.kv("tokenizer.chat_template")
+    text = kv.value if kv is not None and isinstance(kv.value, bytes) else b""
+    r = rng.random()
+    fragment = rng.choice(JINJA).encode()
+    if r < 0.25 and text:
+        cut = rng.randrange(len(text))
+        new, detail = text[:cut], f"cut at {cut}"
+    elif r < 0.75:
+        at = rng.randrange(len(text) + 1)
+        new, detail = text[:at] + fragment + text[at:], f"{fragment[:40]!r} at {at}"
+    else:
+        new, detail = fragment, f"replaced by {fragment[:40]!r}"
+    g.set("tokenizer.chat_template", T.STRING, new)
+    return detail, _reserialize(g)
+
+
 # Tensor shapes of qwen35 / qwen35moe in terms of the hyperparameters (ggml order), by the name
 # after "blk.N." -- what llama.cpp's load_arch_tensors asks for.
 SHAPES: dict[str, tuple[str, ...]] = {
@@ -744,7 +778,7 @@ def stacked(rng: random.Random, b: Base) -> tuple[str, bytes]:
     return "; ".join(details), data
 
 
-# name -> (weight, function)
+# name -> (weight, function). Weight 0: only with --strategy NAME (see OPT_IN).
 STRATEGIES: dict[str, tuple[float, Callable[[random.Random, Base], tuple[str, bytes]]]] = {
     "byte_flip": (10, byte_flip),
     "overwrite_int": (10, overwrite_int),
@@ -766,12 +800,19 @@ STRATEGIES: dict[str, tuple[float, Callable[[random.Random, Base], tuple[str, by
     "tensor_table": (5, tensor_table),
     "mtp_head": (4, mtp_head),
     "coherent": (10, coherent),
+    "chat_template": (0, chat_template),
     "stacked": (5, stacked),
 }
 _STRUCTURED = [(n, f) for n, (w, f) in STRATEGIES.items()
                if n in ("kv_wrong_type", "kv_value", "array_length", "array_elements", "vocab",
                         "special_tokens", "hparams", "tensor_dims", "tensor_type", "mtp_head",
                         "tensor_table", "coherent")]
+
+
+# Opt-in strategies: a class of abort they find is known and not fixed (README "Reliability"):
+# chat_template's recursive macro overflows the stack in llama.cpp's Jinja engine, which has no
+# recursion limit (a template's nesting depth is checked; its recursion cannot be, statically).
+OPT_IN = [n for n, (w, _) in STRATEGIES.items() if w == 0]
 
 
 def strategy_names() -> list[str]:

@@ -87,7 +87,9 @@ def markdown(s: dict[str, Any]) -> str:
             f"llama-mtp {s.get('git', '?')}; {s.get('machine', '')}.", "",
             "Each mutant: `Model(path)`, tokenize, generate 4 tokens (`Speculator.mtp(2)` when the "
             "model has an MTP head; greedy for even seeds, temperature 0.8 for odd ones), "
-            "detokenize. `rejected` = a `llama_mtp.errors` exception or `ValueError` (the wanted "
+            "detokenize; every third seed and every `chat_template` mutant also a two-token "
+            "`chat` with the file's template. `rejected` = a `llama_mtp.errors` exception or "
+            "`ValueError` (the wanted "
             "outcome for a broken file); `unexpected` = any other Python exception; `abort` = the "
             "process died; `hang` = no progress for the timeout; `harness_error` = the fuzzer itself "
             "failed to make the mutant (a bug to fix here).", ""]
@@ -106,7 +108,7 @@ def markdown(s: dict[str, Any]) -> str:
         ex = c["example"]
         out += [f"- **{cls}** — {c['count']} mutant(s), strategies {c['strategies']}; "
                 f"e.g. seed {ex['seed']} ({ex['strategy']}: {ex['detail']}), stage {ex['stage']}; "
-                f"reproduce: `python benches/fuzz_gguf.py --base {s['base']} --reproduce {ex['seed']}`"]
+                f"reproduce: `python benches/fuzz_gguf.py {s['reproduce_args']} --reproduce {ex['seed']}`"]
     out += ["", "## Unexpected exceptions", ""]
     if not s["unexpected_classes"]:
         out += ["None.", ""]
