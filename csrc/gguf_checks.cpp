@@ -316,7 +316,10 @@ void check_conv_types(const GgufFile& file) {
 // The qwen35 graphs use the norm weights, the biases and ssm_a as the second operand of an
 // elementwise mul / add with f32 activations, which ggml-cpu only implements for an f32 operand
 // (GGML_ABORT "binary_op: unsupported types"). Converters and llama-quantize keep them f32.
-void check_elementwise_types(const GgufFile& file) {
+// Every other tensor is a matrix of a mul_mat / get_rows: ggml-cpu has no dot product for the
+// activation-side quantizations (q8_1, q8_K) and the integer / f64 types, and calls a null
+// function on them (SIGSEGV at the first decode; llama.cpp's load-time op check lets them pass).
+void check_tensor_types(const GgufFile& file) {
     auto ends_with = [](const std::string& s, std::string_view tail) {
         return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
     };
@@ -327,6 +330,14 @@ void check_elementwise_types(const GgufFile& file) {
             throw ModelLoadError("'" + file.path + "': tensor " + t.name + " is " + t.type +
                                  "; llama.cpp's elementwise kernels need norm weights, biases and "
                                  "ssm_a in f32. " + kAdvice);
+        }
+        for (const char* no_kernel : {"q8_1", "q8_K", "i8", "i16", "i32", "i64", "f64"}) {
+            if (!elementwise && t.type == no_kernel) {
+                throw ModelLoadError("'" + file.path + "': tensor " + t.name + " is " + t.type +
+                                     ", a type llama.cpp has no matrix kernel for (weights are f32, "
+                                     "f16, bf16 or a weight quantization such as q8_0, q4_K). " +
+                                     kAdvice);
+            }
         }
     }
 }
@@ -364,7 +375,7 @@ void check_loadable(const GgufFile& file, const std::string& arch) {
     if (qwen35) check_tokenizer_model(m);
     check_tokens(m);
     if (qwen35) {
-        check_elementwise_types(file);
+        check_tensor_types(file);
         check_attention(m);
         check_delta_net(m);
         check_norm_epsilon(m);

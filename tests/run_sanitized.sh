@@ -4,25 +4,35 @@
 #   tests/run_sanitized.sh tests/test_model.py tests/test_gguf_errors.py      # any pytest arguments
 #   LLAMA_MTP_SANITIZE=undefined tests/run_sanitized.sh tests/test_engine.py
 #   SANITIZE_NO_BUILD=1 tests/run_sanitized.sh tests/test_chat.py           # reuse the last build
+#   SANITIZE_SCOPE=module tests/run_sanitized.sh tests/test_model.py          # our module only
 #
 # The module and llama.cpp's libraries are built with -C cmake.define.LLAMA_MTP_SANITIZE=...
 # (default address,undefined; RelWithDebInfo for line numbers) into build/sanitize-* and installed
 # (editable) into their own venv, .venv-sanitize, so the normal build and venv stay as they are.
+# SANITIZE_SCOPE=module instruments only our module (LLAMA_MTP_SANITIZE_LLAMA=OFF; llama.cpp
+# compiled as usual, Release, so ccache serves it: minutes instead of about an hour here), in
+# build/sanitize-module-* and .venv-sanitize-module.
 # An ASan module inside an ordinary python needs the ASan runtime first in the process:
 # LD_PRELOAD=libasan.so; leak detection is off (the interpreter's own allocations would drown
 # the report). Every sanitizer report goes to a log file; at the end the reports are grouped by
 # their first frame and told apart as ours (csrc/) or llama.cpp's (third_party/). Exit status:
 # pytest's, or 1 if any report points into our code.
 #
-# Environment: LLAMA_MTP_SANITIZE (sanitizers), SANITIZE_VENV (venv path), SANITIZE_LOGS (report
-# directory, default build/sanitize-logs), SANITIZE_NO_BUILD=1 (skip the pip install),
-# LLAMA_MTP_TEST_MODELS as for the normal tests.
+# Environment: LLAMA_MTP_SANITIZE (sanitizers), SANITIZE_SCOPE (all | module), SANITIZE_VENV
+# (venv path), SANITIZE_LOGS (report directory, default build/sanitize[-module]-logs),
+# SANITIZE_NO_BUILD=1 (skip the pip install), LLAMA_MTP_TEST_MODELS as for the normal tests.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SAN="${LLAMA_MTP_SANITIZE:-address,undefined}"
-VENV="${SANITIZE_VENV:-$ROOT/.venv-sanitize}"
-LOGS="${SANITIZE_LOGS:-$ROOT/build/sanitize-logs}"
+SCOPE="${SANITIZE_SCOPE:-all}"
+case "$SCOPE" in
+  all) suffix=""; llama=ON; build_type=RelWithDebInfo ;;
+  module) suffix="-module"; llama=OFF; build_type=Release ;;
+  *) echo "SANITIZE_SCOPE must be all or module" >&2; exit 2 ;;
+esac
+VENV="${SANITIZE_VENV:-$ROOT/.venv-sanitize$suffix}"
+LOGS="${SANITIZE_LOGS:-}"
 PY="$VENV/bin/python"
 CC="${CC:-gcc}"
 
@@ -33,18 +43,24 @@ if [[ ! -x "$PY" ]]; then
 fi
 
 if [[ -z "${SANITIZE_NO_BUILD:-}" ]]; then
-  echo "== building llama-mtp with -fsanitize=$SAN (build/sanitize-*)"
+  echo "== building llama-mtp with -fsanitize=$SAN (scope $SCOPE, build/sanitize$suffix-*)"
+  # Release for the module-only scope: the same flags as the normal build for llama.cpp, so ccache
+  # hits; the module itself gets -fno-omit-frame-pointer and the sanitizers either way
   (cd "$ROOT" && CCACHE_BASEDIR="$ROOT" nice "$PY" -m pip install -q --no-build-isolation -e ".[test]" \
-     -C "build-dir=build/sanitize-{wheel_tag}" \
+     -C "build-dir=build/sanitize$suffix-{wheel_tag}" \
      -C "cmake.define.LLAMA_MTP_SANITIZE=$SAN" \
-     -C "cmake.build-type=RelWithDebInfo")
+     -C "cmake.define.LLAMA_MTP_SANITIZE_LLAMA=$llama" \
+     -C "cmake.build-type=$build_type")
 fi
 
+LOGS="${LOGS:-$ROOT/build/sanitize$suffix-logs}"
 rm -rf "$LOGS"
 mkdir -p "$LOGS"
 preload=()
 if [[ ",$SAN," == *",address,"* ]]; then
-  preload+=("$("$CC" -print-file-name=libasan.so)")
+  # libstdc++ right after it: python does not link it, and ASan resolves the real __cxa_throw
+  # when it starts ("CHECK failed: ... real___cxa_throw != 0" at the first C++ exception)
+  preload+=("$("$CC" -print-file-name=libasan.so)" "$("$CC" -print-file-name=libstdc++.so)")
 elif [[ ",$SAN," == *",thread,"* ]]; then
   preload+=("$("$CC" -print-file-name=libtsan.so)")
 elif [[ ",$SAN," == *",undefined,"* ]]; then
@@ -75,7 +91,7 @@ where: dict = {}
 ours = 0
 for f in sorted(logs.iterdir()):
     text = f.read_text(errors="replace")
-    for m in re.finditer(r"(runtime error: [^\n]*|ERROR: \w+Sanitizer: [^\n]*|WARNING: ThreadSanitizer: [^\n]*)", text):
+    for m in re.finditer(r"(runtime error: [^\n]*|ERROR: \w+Sanitizer: [^\n]*|\w+Sanitizer: CHECK failed[^\n]*|WARNING: ThreadSanitizer: [^\n]*)", text):
         head = m.group(1)
         rest = text[m.start():m.start() + 4000]
         loc = re.search(r"^(\S+:\d+:\d+): runtime error", text[max(0, m.start() - 300):m.end()], re.M)

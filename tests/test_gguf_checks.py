@@ -23,7 +23,7 @@ from llama_mtp import Model, ModelLoadError, SamplingParams, Speculator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benches"))
 from fuzz.base import BASES  # noqa: E402
-from fuzz.gguf_struct import GGUFStruct, GGUFType, parse, serialize  # noqa: E402
+from fuzz.gguf_struct import GGUFStruct, GGUFType, parse, relayout, serialize  # noqa: E402
 from fuzz.mutate import reshape  # noqa: E402
 
 from tests.conftest import SyntheticFactory  # noqa: E402
@@ -70,24 +70,15 @@ def empty_collision(items: list[bytes]) -> None:
     items[9] = b"[EMPTY_7]"             # ... which this token already is
 
 
-# bytes of n elements of the ggml types in the base file: f32, f16, q8_0 (blocks of 32)
-NBYTES = {0: lambda n: 4 * n, 1: lambda n: 2 * n, 8: lambda n: n // 32 * 34}
-
-
 def tensor_type(name: str, ggml_type: int) -> Edit:
-    """Tensor ``name`` stored as ``ggml_type`` (its bytes cut to the new size), the data section
-    laid out again so that every other tensor keeps a valid offset."""
+    """Tensor ``name`` stored as ``ggml_type`` (its bytes cut or repeated to the new size), the
+    data section laid out again so that every other tensor keeps a valid offset."""
     def edit(g: GGUFStruct) -> None:
-        data = bytearray()
-        for t in sorted(g.tensors, key=lambda t: t.offset):
-            n = math.prod(t.dims)
-            old = g.data[t.offset:t.offset + NBYTES[t.ggml_type](n)]
-            if t.name == name.encode():
-                t.ggml_type = ggml_type
-            t.offset = len(data)
-            data += old[:NBYTES[t.ggml_type](n)]
-            data += b"\0" * (-len(data) % g.alignment)
-        g.data = bytes(data)
+        t = g.tensor(name)
+        assert t is not None
+        old = (list(t.dims), t.ggml_type)
+        t.ggml_type = ggml_type
+        relayout(g, {t.name: old})
     return edit
 
 
@@ -169,6 +160,10 @@ CASES: list[tuple[str, Edit, str]] = [
     # fuzz: ggml-cpu binary-ops.cpp GGML_ABORT("binary_op: unsupported types ... src1: f16")
     ("f16 vector", tensor_type("blk.2.ssm_dt.bias", 1), r"tensor blk\.2\.ssm_dt\.bias is f16; llama\.cpp's elementwise kernels need .* f32"),
     ("f16 DeltaNet decay", tensor_type("blk.1.ssm_a", 1), r"tensor blk\.1\.ssm_a is f16"),
+    # fuzz: ggml-cpu has no dot product for q8_1 / q8_K (activation quantizations): a null
+    # function call (SIGSEGV) in mul_mat at the first decode
+    ("q8_K matrix", tensor_type("blk.2.ffn_down.weight", 15), r"tensor blk\.2\.ffn_down\.weight is q8_K, a type llama\.cpp has no matrix kernel for"),
+    ("q8_1 matrix", tensor_type("blk.4.attn_q.weight", 9), r"tensor blk\.4\.attn_q\.weight is q8_1"),
     # reading (a check that predates the fuzzer): ggml-cpu ssm_conv asserts f32 weights
     ("f16 conv kernel", tensor_type("blk.0.ssm_conv1d.weight", 1), r"blk\.0\.ssm_conv1d\.weight is f16; llama\.cpp's ssm_conv kernel needs f32"),
     # fuzz: with the SPM tokenizer ("llama") tokenize() throws std::out_of_range (IndexError:

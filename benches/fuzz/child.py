@@ -29,7 +29,8 @@ PROMPT = "Once upon a time, the quick brown fox"
 
 
 def _limit_memory(limit_mb: int) -> None:
-    if limit_mb <= 0:
+    # a sanitizer runtime reserves terabytes of address space for its shadow memory
+    if limit_mb <= 0 or "san" in os.environ.get("LD_PRELOAD", ""):
         return
     import resource
     soft = limit_mb * 2**20

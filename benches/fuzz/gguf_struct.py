@@ -276,6 +276,9 @@ def serialize(g: GGUFStruct, *, alignment: int | None = None) -> bytes:
     return bytes(out)
 
 
+MAX_TENSOR_BYTES = 1 << 28   # relayout refuses to write more per tensor (a mutant, not a model)
+
+
 def relayout(g: GGUFStruct, old: dict[bytes, tuple[list[int], int]]) -> None:
     """Lay the data section out again after tensors changed shape or type: each tensor gets
     its old bytes (its shape and type before the change, from ``old``; unchanged tensors need no
@@ -287,6 +290,8 @@ def relayout(g: GGUFStruct, old: dict[bytes, tuple[list[int], int]]) -> None:
         size_new = nbytes(t.ggml_type, t.dims)
         if size_new is None:
             raise ValueError(f"cannot size {t.label}: type {t.ggml_type}, dims {t.dims}")
+        if size_new > MAX_TENSOR_BYTES:
+            raise ValueError(f"{t.label} would take {size_new:,} bytes")
         chunk = g.data[t.offset:t.offset + size_old] or b"\0"
         chunk = (chunk * (size_new // len(chunk) + 1))[:size_new]
         t.offset = len(data)

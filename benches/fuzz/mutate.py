@@ -13,8 +13,8 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from .gguf_struct import (BLOCKS, KV, GGUFStruct, GGUFType, Scalar, TensorInfo, Value, parse,
-                          relayout, serialize)
+from .gguf_struct import (BLOCKS, KV, GGUFStruct, GGUFType, Scalar, TensorInfo, Value, nbytes,
+                          parse, relayout, serialize)
 
 __all__ = ["Base", "Mutant", "STRATEGIES", "mutate", "strategy_names"]
 
@@ -531,6 +531,19 @@ def _tensor_index(rng: random.Random, g: GGUFStruct) -> int:
     return rng.randrange(len(g.tensors))
 
 
+def _relaid(g: GGUFStruct, t: TensorInfo, dims: list[int], ggml_type: int) -> bool:
+    """Lay the data out again for ``t``'s new shape or type, when the sizes can be computed,
+    so that the mutant gets past the GGUF reader's layout check to llama.cpp's loader and
+    kernels. False (layout unchanged) otherwise."""
+    if nbytes(t.ggml_type, t.dims) is None or nbytes(ggml_type, dims) is None:
+        return False
+    try:
+        relayout(g, {t.name: (dims, ggml_type)})
+    except ValueError:
+        return False
+    return True
+
+
 def tensor_dims(rng: random.Random, b: Base) -> tuple[str, bytes]:
     g = b.g.copy()
     i = _tensor_index(rng, g)
@@ -548,7 +561,8 @@ def tensor_dims(rng: random.Random, b: Base) -> tuple[str, bytes]:
         if t.dims:
             t.dims[d] = rng.choice([0, 1, t.dims[d] // 2, t.dims[d] - 1, t.dims[d] + 1,
                                     t.dims[d] * 2, t.dims[d] - 32, 2**31, 2**62, 2**63 + 5])
-    return f"{t.label}: {old} -> {t.dims}", _reserialize(g)
+    relaid = rng.random() < 0.6 and _relaid(g, t, old, t.ggml_type)
+    return f"{t.label}: {old} -> {t.dims}{' (data laid out again)' if relaid else ''}", _reserialize(g)
 
 
 def tensor_type(rng: random.Random, b: Base) -> tuple[str, bytes]:
@@ -556,8 +570,13 @@ def tensor_type(rng: random.Random, b: Base) -> tuple[str, bytes]:
     i = _tensor_index(rng, g)
     t = g.tensors[i]
     old = t.ggml_type
-    t.ggml_type = rng.choice(GGML_TYPES)
-    return f"{t.label}: type {old} -> {t.ggml_type}", _reserialize(g)
+    if rng.random() < 0.5:          # a type with a known size: the data can follow
+        t.ggml_type = rng.choice(sorted(BLOCKS))
+    else:
+        t.ggml_type = rng.choice(GGML_TYPES)
+    relaid = rng.random() < 0.7 and _relaid(g, t, list(t.dims), old)
+    return (f"{t.label}: type {old} -> {t.ggml_type}{' (data laid out again)' if relaid else ''}",
+            _reserialize(g))
 
 
 def tensor_offset(rng: random.Random, b: Base) -> tuple[str, bytes]:

@@ -14,7 +14,9 @@ OUTCOMES = ["ok", "rejected", "unexpected", "abort", "hang", "harness_error"]
 
 def _reason_class(message: str) -> str:
     """A rejection message with its numbers, paths and quoted values blanked, for grouping."""
-    first = message.strip().splitlines()[0] if message.strip() else ""
+    lines = message.strip().splitlines()
+    # llama.cpp's own reason follows "could not load '...':" on the next line
+    first = " ".join(lines[:2]) if lines and lines[0].endswith(":") else (lines[0] if lines else "")
     first = re.sub(r"'[^']*\.gguf'", "'FILE'", first)
     first = re.sub(r"/[\w./-]+\.gguf", "FILE", first)
     first = re.sub(r"\d+", "N", first)
@@ -28,6 +30,7 @@ def summarize(records: dict[int, dict[str, Any]], findings: list[Finding],
     stages: dict[str, Counter[str]] = defaultdict(Counter)
     reasons: Counter[str] = Counter()
     unexpected: list[dict[str, Any]] = []
+    harness_errors: list[dict[str, Any]] = []
     unexpected_classes: Counter[str] = Counter()
     ms: list[float] = []
     mtp_ok = 0
@@ -43,6 +46,8 @@ def summarize(records: dict[int, dict[str, Any]], findings: list[Finding],
             mtp_ok += 1
         if outcome == "rejected":
             reasons[f"{r.get('error_type')}: {_reason_class(r.get('message', ''))}"] += 1
+        if outcome == "harness_error" and len(harness_errors) < 20:
+            harness_errors.append({"seed": seed, "traceback": r.get("traceback", "")})
         if outcome == "unexpected":
             cls = f"{r.get('error_type')}: {_reason_class(r.get('message', ''))}"
             unexpected_classes[cls] += 1
@@ -72,6 +77,7 @@ def summarize(records: dict[int, dict[str, Any]], findings: list[Finding],
         "findings": [f.to_json() for f in findings],
         "unexpected_classes": dict(unexpected_classes.most_common()),
         "unexpected": unexpected,
+        "harness_errors": harness_errors,
         "rejection_reasons": dict(reasons.most_common(60)),
         "n_rejection_reasons": len(reasons),
     }
@@ -114,6 +120,11 @@ def markdown(s: dict[str, Any]) -> str:
         out += ["None.", ""]
     for cls, n in s["unexpected_classes"].items():
         out.append(f"- {n} × `{cls}`")
+    if s["harness_errors"]:
+        out += ["", "## Harness errors", ""]
+        for h in s["harness_errors"]:
+            last = h["traceback"].strip().splitlines()[-1:] or [""]
+            out.append(f"- seed {h['seed']}: `{last[0]}`")
     out += ["", f"## Why mutants were rejected (top {len(s['rejection_reasons'])} of "
                 f"{s['n_rejection_reasons']} message classes; digits shown as N)", ""]
     for cls, n in s["rejection_reasons"].items():
