@@ -69,7 +69,7 @@ fi
 export LD_PRELOAD="${preload[*]:-}${LD_PRELOAD:+ $LD_PRELOAD}"
 # halt_on_error=0 for UBSan: collect every report of the run instead of stopping at the first;
 # ASan stops the process at its first report (what it found is in the log).
-export ASAN_OPTIONS="detect_leaks=0:log_path=$LOGS/asan:handle_abort=1:strict_string_checks=1:${ASAN_OPTIONS:-}"
+export ASAN_OPTIONS="detect_leaks=0:log_path=$LOGS/asan:strict_string_checks=1:${ASAN_OPTIONS:-}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=0:log_path=$LOGS/ubsan:${UBSAN_OPTIONS:-}"
 export TSAN_OPTIONS="log_path=$LOGS/tsan:${TSAN_OPTIONS:-}"
 

@@ -30,7 +30,7 @@ BENCHES = Path(__file__).resolve().parents[1]
 # stderr lines that say why a process died
 _WHY = re.compile(r"GGML_ASSERT|GGML_ABORT|error:|terminate called|what\(\)|Sanitizer|"
                   r"runtime error|Fatal Python error|Segmentation fault|Floating point exception|"
-                  r"Aborted|std::|ERROR|SUMMARY")
+                  r"Aborted|std::|ERROR|SUMMARY|\.(?:c|cpp|h):\d+: ")
 _ASSERT = re.compile(r"([\w./+-]+\.(?:c|cpp|h)):(\d+): (.*)")
 
 
@@ -58,13 +58,12 @@ def why(stderr: str, returncode: int | None, hung: bool) -> tuple[str, str]:
     text = "\n".join(lines[-12:]) if lines else "\n".join(stderr.splitlines()[-12:])
     if hung:
         return "hang (timeout)", text
-    for ln in reversed(lines):
+    # ggml_abort() prints "file:line: message" (GGML_ASSERT(...) failed, or GGML_ABORT's text)
+    for ln in reversed(stderr.splitlines()):
         m = _ASSERT.search(ln)
-        if m and ("GGML_ASSERT" in ln or "GGML_ABORT" in ln or "fatal error" in ln
-                  or "error" in ln.lower()):
-            path = m.group(1)
-            path = path.split("llama.cpp/", 1)[-1]
-            return f"{path}:{m.group(2)}: {m.group(3).strip()}", text
+        if m and not ln.startswith(" "):
+            path = m.group(1).split("llama.cpp/", 1)[-1]
+            return f"{path}:{m.group(2)}: {m.group(3).strip()[:160]}", text
     for ln in reversed(lines):
         if "terminate called" in ln or "what()" in ln:
             return ln.strip(), text
