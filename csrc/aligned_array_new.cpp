@@ -20,7 +20,9 @@
 // come aligned: free() still releases them). A portable Linux build links this file into each
 // ggml-cpu backend library as well.
 
-#if !defined(_WIN32)
+// Sanitizer builds (LLAMA_MTP_SANITIZE) keep the default: AddressSanitizer tracks new[] / delete[]
+// pairs, and aligned_alloc + the default delete[] would be reported as a mismatch.
+#if !defined(_WIN32) && !defined(LLAMA_MTP_SANITIZE_BUILD)
 
 #include <cstdlib>
 #include <new>
@@ -55,4 +57,4 @@ void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
     }
 }
 
-#endif  // !_WIN32
+#endif  // !_WIN32 && !LLAMA_MTP_SANITIZE_BUILD

@@ -69,16 +69,33 @@ struct is_vector : std::false_type {};
 template <typename T>
 struct is_vector<std::vector<T>> : std::true_type {};
 
+// GGUF strings (keys, values, tensor names) are meant to be UTF-8, but a damaged file's may not
+// be: decoded with U+FFFD for the bad bytes, so that reading the metadata of such a file never
+// raises UnicodeDecodeError (whether the file is usable is for the loader to say).
+py::str gguf_str(const std::string& s) {
+    PyObject* o = PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "replace");
+    if (o == nullptr) throw py::error_already_set();
+    return py::reinterpret_steal<py::str>(o);
+}
+
 // A metadata value; arrays cut to their first `max_items` items.
 py::object gguf_value(const GgufValue& value, size_t max_items) {
     return std::visit([max_items](const auto& v) -> py::object {
         using T = std::decay_t<decltype(v)>;
-        if constexpr (is_vector<T>::value) {
-            if (v.size() > max_items) {
-                return py::cast(T(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(max_items)));
+        if constexpr (std::is_same_v<T, std::string>) {
+            return gguf_str(v);
+        } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+            py::list out;
+            for (size_t i = 0; i < v.size() && i < max_items; ++i) out.append(gguf_str(v[i]));
+            return out;
+        } else {
+            if constexpr (is_vector<T>::value) {
+                if (v.size() > max_items) {
+                    return py::cast(T(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(max_items)));
+                }
             }
+            return py::cast(v);
         }
-        return py::cast(v);
     }, value);
 }
 
@@ -94,13 +111,13 @@ StrDict gguf_to_dict(const GgufFile& f, size_t max_array_items) {
     out["data_offset"] = f.data_offset;
     py::list metadata;
     for (const auto& [key, value] : f.metadata) {
-        metadata.append(py::make_tuple(key, gguf_value(value, max_array_items)));
+        metadata.append(py::make_tuple(gguf_str(key), gguf_value(value, max_array_items)));
     }
     out["metadata"] = metadata;
     py::list tensors;
     for (const auto& t : f.tensors) {
         py::dict d;
-        d["name"] = t.name;
+        d["name"] = gguf_str(t.name);
         d["type"] = t.type;
         d["shape"] = t.shape;
         d["offset"] = t.offset;

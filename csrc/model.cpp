@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "errors.h"
+#include "gguf_checks.h"
 #include "log_bridge.h"
 #include "rpc.h"
 
@@ -29,28 +30,6 @@ std::string metadata_str(const GgufFile& file, const std::string& key) {
     return {};
 }
 
-// Files that load but would abort inside a kernel at the first decode (GGML_ASSERT): refuse them
-// here, with the reason, instead of crashing the interpreter later.
-void check_runtime_constraints(const GgufFile& file, const std::string& arch) {
-    for (const auto& t : file.tensors) {
-        if (t.name.find(".ssm_conv1d.") != std::string::npos && t.type != "f32") {
-            throw ModelLoadError("'" + file.path + "': tensor " + t.name + " is " + t.type +
-                                 "; llama.cpp's ssm_conv kernel needs f32 (re-convert or re-quantize "
-                                 "with a current llama.cpp, which keeps it f32)");
-        }
-    }
-    for (const auto& [name, value] : file.metadata) {
-        if (name != arch + ".rope.dimension_sections") continue;
-        int64_t sum = 0;
-        if (auto v = std::get_if<std::vector<int64_t>>(&value)) for (auto x : *v) sum += x;
-        if (auto v = std::get_if<std::vector<uint64_t>>(&value)) for (auto x : *v) sum += static_cast<int64_t>(x);
-        if (sum <= 0) {
-            throw ModelLoadError("'" + file.path + "': " + name + " sums to 0; multi-section RoPE needs "
-                                 "positive sections (the file is corrupt or was written by a broken tool)");
-        }
-    }
-}
-
 }  // namespace
 
 Model::Model(const std::string& path, const ModelOptions& options) {
@@ -62,7 +41,8 @@ Model::Model(const std::string& path, const ModelOptions& options) {
         throw ModelLoadError("'" + path + "' has no 'general.architecture' key; it is not a model GGUF.");
     }
     n_mtp_layers_ = static_cast<int32_t>(metadata_int(file_, arch_ + ".nextn_predict_layers", 0));
-    check_runtime_constraints(file_, arch_);
+    // Conditions llama.cpp would assert on instead of reporting (csrc/gguf_checks.h).
+    check_loadable(file_, arch_);
 
     llama_model_params params = llama_model_default_params();
     params.n_gpu_layers = options.n_gpu_layers;
@@ -195,12 +175,20 @@ std::vector<llama_token> Model::tokenize(const std::string& text, bool add_speci
         throw InvalidArgument("text is too long to tokenize in one call");
     }
     std::vector<llama_token> tokens(text.size() + 2);
-    int32_t n = llama_tokenize(v, text.data(), static_cast<int32_t>(text.size()), tokens.data(),
-                               static_cast<int32_t>(tokens.size()), add_special, parse_special);
-    if (n < 0) {
-        tokens.resize(static_cast<size_t>(-n));
+    int32_t n = 0;
+    try {
         n = llama_tokenize(v, text.data(), static_cast<int32_t>(text.size()), tokens.data(),
                            static_cast<int32_t>(tokens.size()), add_special, parse_special);
+        if (n < 0) {
+            tokens.resize(static_cast<size_t>(-n));
+            n = llama_tokenize(v, text.data(), static_cast<int32_t>(text.size()), tokens.data(),
+                               static_cast<int32_t>(tokens.size()), add_special, parse_special);
+        }
+    } catch (const std::exception& e) {
+        // llama.cpp's tokenizers look up the tokens they fall back to (byte tokens) with
+        // unordered_map::at: a vocabulary without them makes tokenize() throw std::out_of_range.
+        throw InvalidArgument(std::string("this model's vocabulary cannot tokenize the text (llama.cpp: ") +
+                              e.what() + "); its tokenizer data is incomplete or corrupt");
     }
     if (n < 0) throw InvalidArgument("tokenization failed");
     tokens.resize(static_cast<size_t>(n));
