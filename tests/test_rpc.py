@@ -129,6 +129,8 @@ def test_llama_cpps_own_client_uses_our_server(tiny_model_path: Path) -> None:
     completion = ROOT / "benches" / ".cache" / "tools" / "bin" / "llama-completion"
     if not completion.exists():
         pytest.skip(f"llama.cpp's llama-completion is not built ({completion}): python benches/refs.py tools")
+    if not (completion.parent / "ggml-rpc-server").exists():  # built before refs.py turned RPC on
+        pytest.skip(f"llama.cpp's tools in {completion.parent} have no RPC: python benches/refs.py tools --force")
     ours = RpcServer()
     try:
         cmd = [str(completion), "-m", str(tiny_model_path), "-p", PROMPT, "-n", "16", "--temp", "0", "--top-k", "1",
