@@ -347,6 +347,34 @@ def test_draft_placement(moe_path: Path, caplog: pytest.LogCaptureFixture) -> No
     assert out.stats.draft_n > 0 and out.stats.draft_n_accepted == out.stats.draft_n
 
 
+def test_rpc_buffer_types_are_checked_at_load() -> None:
+    """A Speculator is made before any model connects its RPC servers: an RPC server's buffer
+    type passes its check, and is checked when the draft model loads (unknown here: a ValueError
+    naming the known ones)."""
+    spec = Speculator.draft_model(ROOT / "README.md", override_tensor="exps=RPC0[127.0.0.1:1]")
+    assert spec.override_tensor == (("exps", "RPC0[127.0.0.1:1]"),)
+    with pytest.raises(ValueError, match="unknown buffer type 'RPC7'"):
+        Speculator.draft_model(ROOT / "README.md", override_tensor="exps=RPC7")
+
+
+def test_cli_draft_placement_flags() -> None:
+    """-otd / -cmoed / -ncmoed (and llama.cpp's long names) reach the Speculator; -ot / -cmoe /
+    -ncmoe the Model."""
+    from llama_mtp.cli import build_parser
+    from llama_mtp.cli.args import model_kwargs, speculator_from
+
+    a = build_parser().parse_args([
+        "run", "-m", "x.gguf", "-p", "x", "--spec-type", "draft-simple", "-md", str(ROOT / "README.md"),
+        "-otd", r"blk\.0\.=CPU,b=CPU", "--override-tensor-draft", "c=CPU", "-cmoed", "--n-cpu-moe-draft", "3",
+        "-ot", "exps=CPU", "-ncmoe", "2"])
+    spec = speculator_from(a)
+    assert spec.override_tensor == ((r"blk\.0\.", "CPU"), ("b", "CPU"), ("c", "CPU"))
+    assert spec.cpu_moe and spec.n_cpu_moe == 3
+    kwargs = model_kwargs(a)
+    assert kwargs["override_tensor"] == (("exps", "CPU"),)
+    assert kwargs["cpu_moe"] is False and kwargs["n_cpu_moe"] == 2
+
+
 # -- command line ---------------------------------------------------------------------------------
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
