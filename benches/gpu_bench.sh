@@ -5,8 +5,10 @@
 # llama-server / llama-cli from the SAME build, print one Markdown table, save it under $OUT.
 #
 #   bash benches/gpu_bench.sh              # on a machine with an NVIDIA GPU and nvcc
+#   bash benches/gpu_bench.sh --moe        # the same for the qwen3.6-35b-a3b shape (qwen35moe)
 #   bash benches/gpu_bench.sh --cpu-smoke  # same code paths on CPU: tiny preset, short prompts
 #   bash benches/gpu_bench.sh --dry-run    # print the plan and the commands, run nothing
+#   (--preset NAME picks any synthetic preset; --moe --cpu-smoke uses tiny-moe)
 #
 # Budget: under 8 minutes on an H200 (16 cores). The build is one CMake build directory for the
 # extension AND the tools (ggml-cuda compiled once, for one architecture, targets _core,
@@ -27,13 +29,19 @@ set -euo pipefail
 
 MODE=gpu
 DRY=0
-for arg in "$@"; do
-  case "$arg" in
+MOE=0
+PRESET_ARG=""
+while [ $# -gt 0 ]; do
+  case "$1" in
     --cpu-smoke) MODE=cpu ;;
     --dry-run) DRY=1 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
-    *) echo "unknown argument: $arg" >&2; exit 2 ;;
+    --moe) MOE=1 ;;
+    --preset) PRESET_ARG=${2:?--preset needs a name}; shift ;;
+    --preset=*) PRESET_ARG=${1#--preset=} ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
+  shift
 done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -48,7 +56,6 @@ fi
 PATH="$(dirname "$PYTHON"):$PATH"
 CACHE=${LLAMA_MTP_BENCH_CACHE:-$ROOT/benches/.cache}
 STAMP=$(date +%Y%m%d-%H%M%S)
-RESULTS=${OUT:-$ROOT/benches/results}/gpu-$MODE-$STAMP
 JOBS=$(nproc)
 
 log() { echo "[gpu_bench +$(( $(date +%s) - T0 ))s] $*"; }
@@ -60,6 +67,7 @@ run() {  # echo, then run unless --dry-run
 if [ "$MODE" = gpu ]; then
   BUILD=${GPU_BENCH_BUILD:-$CACHE/gpu-build}
   PRESET=qwen3.6-27b
+  if [ "$MOE" = 1 ]; then PRESET=qwen3.6-35b-a3b; fi
   PROMPTS=short,8192,30000
   NGL=999
   NICE=()
@@ -99,6 +107,7 @@ else
   # extension's CPU flags), so the smoke test reuses its llama.cpp objects
   BUILD=${GPU_BENCH_BUILD:-$CACHE/tools}
   PRESET=tiny
+  if [ "$MOE" = 1 ]; then PRESET=tiny-moe; fi
   PROMPTS=short,512,1024
   NGL=0
   NICE=(nice -n 10)
@@ -107,10 +116,13 @@ else
   CMAKE_VARIANT=(-DLLAMA_MTP_CUDA=OFF)
   BUDGET=${GPU_BENCH_BUDGET_S:-1800}
 fi
+if [ -n "$PRESET_ARG" ]; then PRESET=$PRESET_ARG; fi
+case "$PRESET" in qwen3.6-27b|tiny) TAG=$MODE ;; *) TAG=$MODE-$PRESET ;; esac
+RESULTS=${OUT:-$ROOT/benches/results}/gpu-$TAG-$STAMP
 MODEL=$CACHE/models/$PRESET-Q4_K_M-a0.8.gguf
 STAGE=$BUILD/stage
 if [ "$DRY" = 0 ]; then mkdir -p "$CACHE/models" "$RESULTS"; fi
-log "mode $MODE, arch $CUDA_ARCH, $JOBS CPUs (build -j$BUILD_JOBS), budget ${BUDGET}s, results $RESULTS"
+log "mode $MODE, preset $PRESET, arch $CUDA_ARCH, $JOBS CPUs (build -j$BUILD_JOBS), budget ${BUDGET}s, results $RESULTS"
 
 # 1. the model, in the background (pure Python: no compiled extension needed) -----------------
 MODEL_PID=""
@@ -156,7 +168,7 @@ T_MODEL=$(( $(date +%s) - T_MODEL0 ))
 
 # 5. the table --------------------------------------------------------------------------------
 DEADLINE=$(( T0 + BUDGET ))
-INFO="{\"mode\": \"$MODE\", \"cuda_arch\": \"$CUDA_ARCH\", \"build_s\": $T_BUILD, \"model_ready_s\": $T_MODEL, \"build_jobs\": $BUILD_JOBS}"
+INFO="{\"mode\": \"$MODE\", \"preset\": \"$PRESET\", \"cuda_arch\": \"$CUDA_ARCH\", \"build_s\": $T_BUILD, \"model_ready_s\": $T_MODEL, \"build_jobs\": $BUILD_JOBS}"
 export LLAMA_MTP_STAGE="$STAGE"
 run "${NICE[@]}" "$PYTHON" benches/gpu_bench.py --model "$MODEL" --tools "$BUILD/bin" \
   --out "$RESULTS" --deadline "$DEADLINE" --prompts "$PROMPTS" --ngl "$NGL" \

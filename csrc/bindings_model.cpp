@@ -43,6 +43,10 @@ void bind_model(py::module_& m) {
         return device_dicts(infos);
     }, py::arg("endpoint"), "The devices an RPC server offers (connects to it).");
 
+    m.def("buffer_type_names", [] { return buffer_type_names(); },
+          "Buffer types an override_tensor pattern may name on this machine (every device's default "
+          "buffer type; an RPC server's, 'RPC0[host:port]', once a model uses it).");
+
     py::class_<ModelOptions>(m, "ModelOptions", "Options for loading a model.")
         .def(py::init<>())
         .def_readwrite("n_gpu_layers", &ModelOptions::n_gpu_layers)
@@ -50,6 +54,9 @@ void bind_model(py::module_& m) {
         .def_readwrite("split_mode", &ModelOptions::split_mode)
         .def_readwrite("tensor_split", &ModelOptions::tensor_split)
         .def_readwrite("rpc_servers", &ModelOptions::rpc_servers)
+        .def_readwrite("override_tensor", &ModelOptions::override_tensor)
+        .def_readwrite("cpu_moe", &ModelOptions::cpu_moe)
+        .def_readwrite("n_cpu_moe", &ModelOptions::n_cpu_moe)
         .def_readwrite("vocab_only", &ModelOptions::vocab_only)
         .def_readwrite("use_mmap", &ModelOptions::use_mmap)
         .def_readwrite("use_mlock", &ModelOptions::use_mlock)

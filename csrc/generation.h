@@ -10,6 +10,7 @@
 
 #include "common.h"  // llama.cpp common: common_grammar_trigger
 #include "llama.h"
+#include "tensor_placement.h"
 
 namespace llama_mtp {
 
@@ -42,6 +43,12 @@ struct SpeculatorOptions {
     std::vector<std::string> devices;
     std::string cache_type_k = "f16";  // -ctkd
     std::string cache_type_v = "f16";  // -ctvd
+    // -otd / --cpu-moe-draft / --n-cpu-moe-draft: buffer types of a separately loaded draft
+    // model's (or MTP sidecar's) weights, see tensor_placement.h. The MTP head inside the
+    // target file is placed by the target's own options, as in llama.cpp.
+    std::vector<std::pair<std::string, std::string>> override_tensor;
+    bool cpu_moe = false;
+    int32_t n_cpu_moe = 0;
     // n-gram speculators (llama.cpp defaults)
     int32_t ngram_size_n = 12;
     int32_t ngram_size_m = 48;
@@ -50,6 +57,7 @@ struct SpeculatorOptions {
     bool adaptive = false;
 
     bool enabled() const { return !type.empty() && type != "none"; }
+    TensorPlacement tensor_placement() const { return {override_tensor, cpu_moe, n_cpu_moe}; }
 };
 
 // Sampling (llama.cpp common_params_sampling, vLLM SamplingParams).

@@ -33,6 +33,8 @@ std::string metadata_str(const GgufFile& file, const std::string& key) {
 }  // namespace
 
 Model::Model(const std::string& path, const ModelOptions& options) {
+    // A bad -ot pattern or buffer type is reported before the file is read.
+    validate_tensor_placement(options.tensor_placement());
     // Validate the whole file before llama.cpp sees it: a truncated or corrupt file becomes a
     // ModelLoadError here instead of an assert (or a SIGBUS through mmap) inside llama.cpp.
     file_ = read_gguf(path, std::numeric_limits<size_t>::max());
@@ -69,6 +71,9 @@ Model::Model(const std::string& path, const ModelOptions& options) {
     }
     mtp_loaded_ = !options.vocab_only && options.load_mtp.value_or(n_mtp_layers_ > 0);
     params.load_mtp = mtp_loaded_;
+    // read by llama.cpp during the load; the RPC servers' buffer types are known from here on
+    const TensorOverrides overrides(options.tensor_placement(), placement_.devices());
+    overrides.apply(params);
 
     clear_thread_errors();
     llama_model* raw = nullptr;

@@ -8,11 +8,13 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gguf_file.h"
 #include "llama.h"
 #include "placement.h"
+#include "tensor_placement.h"
 
 namespace llama_mtp {
 
@@ -23,6 +25,12 @@ struct ModelOptions {
     std::string split_mode = "layer";
     std::vector<float> tensor_split;
     std::vector<std::string> rpc_servers;
+    // Buffer types of single weights (llama.cpp: -ot, --cpu-moe, --n-cpu-moe): see
+    // tensor_placement.h. The MTP block is one of this model's blocks (blk.<n_layer>), so these
+    // place its tensors too.
+    std::vector<std::pair<std::string, std::string>> override_tensor;
+    bool cpu_moe = false;
+    int32_t n_cpu_moe = 0;
     bool vocab_only = false;
     bool use_mmap = true;
     bool use_mlock = false;
@@ -31,6 +39,8 @@ struct ModelOptions {
     bool no_alloc = false;
     // nullopt: load the MTP head when the file declares one (<arch>.nextn_predict_layers > 0).
     std::optional<bool> load_mtp;
+
+    TensorPlacement tensor_placement() const { return {override_tensor, cpu_moe, n_cpu_moe}; }
 };
 
 // Owns a llama_model; shared between a Model and the sessions that run on it.

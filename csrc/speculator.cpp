@@ -54,6 +54,7 @@ void validate_speculator(const SpeculatorOptions& o) {
     }
     cache_type_from_name(o.cache_type_k);
     cache_type_from_name(o.cache_type_v);
+    validate_tensor_placement(o.tensor_placement());
     if (o.ngram_size_n < 1 || o.ngram_size_m < 1 || o.ngram_min_hits < 1) {
         throw InvalidArgument("n-gram sizes and min_hits must be >= 1");
     }
@@ -83,6 +84,9 @@ Speculator::Speculator(const SpeculatorOptions& options, llama_model* model_tgt,
         std::vector<ggml_backend_dev_t> devices;
         if (placement) placement->apply_draft(mp, options.devices, devices);
         mp.n_gpu_layers = options.gpu_layers;
+        const TensorOverrides overrides(options.tensor_placement(),
+                                        placement ? placement->devices() : std::vector<ggml_backend_dev_t>{});
+        overrides.apply(mp);
         mp.load_mtp = true;
         clear_thread_errors();
         model_dft_ = llama_model_load_from_file(options.model_path.c_str(), mp);
@@ -134,6 +138,9 @@ Speculator::Speculator(const SpeculatorOptions& options, llama_model* model_tgt,
         std::vector<ggml_backend_dev_t> devices;
         if (placement) placement->apply_draft(mp, options.devices, devices);
         mp.n_gpu_layers = options.gpu_layers;
+        const TensorOverrides overrides(options.tensor_placement(),
+                                        placement ? placement->devices() : std::vector<ggml_backend_dev_t>{});
+        overrides.apply(mp);
         clear_thread_errors();
         model_dft_ = llama_model_load_from_file(options.model_path.c_str(), mp);
         if (model_dft_ == nullptr) {
@@ -216,7 +223,8 @@ bool Speculator::serves(const SpeculatorOptions& w) const {
            w.gpu_layers == o.gpu_layers && w.devices == o.devices && w.cache_type_k == o.cache_type_k &&
            w.cache_type_v == o.cache_type_v &&
            w.ngram_size_n == o.ngram_size_n && w.ngram_size_m == o.ngram_size_m &&
-           w.ngram_min_hits == o.ngram_min_hits && w.n_min == o.n_min && w.p_min == o.p_min;
+           w.ngram_min_hits == o.ngram_min_hits && w.override_tensor == o.override_tensor &&
+           w.cpu_moe == o.cpu_moe && w.n_cpu_moe == o.n_cpu_moe && w.n_min == o.n_min && w.p_min == o.p_min;
 }
 
 bool Speculator::process(const common_batch& batch) { return common_speculative_process(spec_, batch); }

@@ -1,8 +1,12 @@
 """The synthetic builder writes what the vendored llama.cpp converter writes for the same shapes.
 
 A tiny HF-format checkpoint (config.json + model.safetensors + tokenizer files) with the same
-dimensions as a synthetic model goes through ``convert_hf_to_gguf.py``'s Qwen3.5 model class;
-metadata keys and tensor names/shapes/types must match our builder's output. ``transformers``
+dimensions as a synthetic model goes through ``convert_hf_to_gguf.py``'s Qwen3.5 model class
+(``Qwen3_5ForCausalLM``) or, for the mixture-of-experts presets, its Qwen3.5-MoE class
+(``Qwen3_5MoeForCausalLM``: experts stored as Qwen3.5/3.6 MoE checkpoints store them, one 3-D
+``mlp.experts.gate_up_proj`` / ``down_proj`` per layer, plus ``mlp.gate``, ``mlp.shared_expert.*``
+and ``mlp.shared_expert_gate``); metadata keys and tensor names/shapes/types must match our
+builder's output. ``transformers``
 is stubbed (the converter only needs ``AutoConfig`` to fail and ``AutoTokenizer`` to expose the
 vocabulary); ``torch`` is required (``pip install torch``), so these tests are ``slow`` and skip
 without it.
@@ -91,11 +95,20 @@ print("converted", cls.__name__)
 
 
 def _hf_config(shape: Shape, vocab: QwenVocab) -> dict[str, Any]:
+    if shape.is_moe:  # Qwen3_5MoeTextConfig: no intermediate_size
+        ffn: dict[str, Any] = {"architectures": ["Qwen3_5MoeForCausalLM"],
+                               "model_type": "qwen3_5_moe_text",
+                               "num_experts": shape.n_expert,
+                               "num_experts_per_tok": shape.n_expert_used,
+                               "moe_intermediate_size": shape.n_ff_exp,
+                               "shared_expert_intermediate_size": shape.n_ff_shexp,
+                               "norm_topk_prob": True, "router_aux_loss_coef": 0.001}
+    else:
+        ffn = {"architectures": ["Qwen3_5ForCausalLM"], "model_type": "qwen3_5_text",
+               "intermediate_size": shape.n_ff}
     return {
-        "architectures": ["Qwen3_5ForCausalLM"],
-        "model_type": "qwen3_5_text",
+        **ffn,
         "hidden_size": shape.n_embd,
-        "intermediate_size": shape.n_ff,
         "num_hidden_layers": shape.n_layer,
         "num_attention_heads": shape.n_head,
         "num_key_value_heads": shape.n_head_kv,
@@ -141,10 +154,23 @@ def _hf_tensors(shape: Shape) -> dict[str, np.ndarray]:
                   f"{p}.self_attn.o_proj.weight": w(E, H * D),
                   f"{p}.self_attn.q_norm.weight": w(D), f"{p}.self_attn.k_norm.weight": w(D)})
 
+    def mlp(p: str) -> None:
+        if not shape.is_moe:
+            t.update({f"{p}.mlp.gate_proj.weight": w(F, E), f"{p}.mlp.up_proj.weight": w(F, E),
+                      f"{p}.mlp.down_proj.weight": w(E, F)})
+            return
+        X, Fx, Fs = shape.n_expert, shape.n_ff_exp, shape.n_ff_shexp
+        t.update({f"{p}.mlp.gate.weight": w(X, E),
+                  f"{p}.mlp.experts.gate_up_proj": w(X, 2 * Fx, E),
+                  f"{p}.mlp.experts.down_proj": w(X, E, Fx),
+                  f"{p}.mlp.shared_expert.gate_proj.weight": w(Fs, E),
+                  f"{p}.mlp.shared_expert.up_proj.weight": w(Fs, E),
+                  f"{p}.mlp.shared_expert.down_proj.weight": w(E, Fs),
+                  f"{p}.mlp.shared_expert_gate.weight": w(1, E)})
+
     def common(p: str) -> None:
-        t.update({f"{p}.input_layernorm.weight": w(E), f"{p}.post_attention_layernorm.weight": w(E),
-                  f"{p}.mlp.gate_proj.weight": w(F, E), f"{p}.mlp.up_proj.weight": w(F, E),
-                  f"{p}.mlp.down_proj.weight": w(E, F)})
+        t.update({f"{p}.input_layernorm.weight": w(E), f"{p}.post_attention_layernorm.weight": w(E)})
+        mlp(p)
 
     for i in range(shape.n_layer):
         p = f"model.layers.{i}"
@@ -213,13 +239,17 @@ def _checkpoint(tmp_path: Path, shape: Shape, full_vocab: bool) -> tuple[Path, Q
     return d, vocab
 
 
-@pytest.mark.parametrize("mtp", [True, False], ids=["mtp", "no-mtp"])
-def test_converter_and_builder_agree(tmp_path: Path, mtp: bool) -> None:
-    """Same keys (and values), same tensor names, shapes and types (F16 matrices, F32 norms
-    and conv kernels) as the converter, with and without the MTP block."""
+@pytest.mark.parametrize("preset,mtp,n_tensors", [("tiny", True, 71), ("tiny", False, 56),
+                                                   ("tiny-moe", True, 96), ("tiny-moe", False, 76)],
+                         ids=["mtp", "no-mtp", "moe-mtp", "moe-no-mtp"])
+def test_converter_and_builder_agree(tmp_path: Path, preset: str, mtp: bool,
+                                     n_tensors: int) -> None:
+    """Same keys (and values), same tensor names, shapes and types (F16 matrices, F32 norms,
+    conv kernels and expert gates) as the converter, with and without the MTP block, dense
+    (``qwen35``) and mixture of experts (``qwen35moe``)."""
     pytest.importorskip("torch", reason="the converter needs torch (pip install torch)")
     pytest.importorskip("safetensors", reason="writing the HF checkpoint needs safetensors")
-    shape = get_preset("tiny").with_(vocab_size=1024, n_mtp=1 if mtp else 0)
+    shape = get_preset(preset).with_(vocab_size=1024, n_mtp=1 if mtp else 0)
     d, _ = _checkpoint(tmp_path, shape, full_vocab=False)
     theirs_path = tmp_path / "converted.gguf"
     _convert(d, theirs_path, no_mtp=not mtp)
@@ -235,7 +265,8 @@ def test_converter_and_builder_agree(tmp_path: Path, mtp: bool) -> None:
     their_tensors = {t.name: (tuple(t.shape), t.type) for t in theirs.tensors}
     our_tensors = {t.name: (tuple(t.shape), t.type) for t in ours.tensors}
     assert our_tensors == their_tensors
-    assert len(our_tensors) == (71 if mtp else 56)
+    assert len(our_tensors) == n_tensors
+    assert theirs.arch == ours.arch == shape.arch
 
 
 def test_converter_tokenizer_matches_full_vocabulary(tmp_path: Path) -> None:

@@ -4,12 +4,13 @@ llama-mtp native core: llama.cpp with MTP speculative decoding.
 from __future__ import annotations
 import collections.abc
 import typing
-__all__: list[str] = ['CancelToken', 'ChatDelta', 'ChatParsed', 'ChatPrompt', 'ChatStreamParser', 'ChatTemplates', 'ChatToolCall', 'ContextOptions', 'Engine', 'EngineMetrics', 'EngineOptions', 'GenerationResult', 'GenerationStats', 'Model', 'ModelOptions', 'Request', 'SamplingOptions', 'SpeculatorOptions', 'TokenLogprob', 'begin_shutdown', 'init_backend', 'json_schema_to_grammar', 'quantization_types', 'quantize', 'read_gguf', 'rpc_serve', 'rpc_server_devices', 'set_log_sink', 'speculator_types', 'system_info', 'validate_context', 'validate_sampling', 'validate_speculator']
+__all__: list[str] = ['CancelToken', 'ChatDelta', 'ChatParsed', 'ChatPrompt', 'ChatStreamParser', 'ChatTemplates', 'ChatToolCall', 'ContextOptions', 'Engine', 'EngineMetrics', 'EngineOptions', 'GenerationResult', 'GenerationStats', 'Model', 'ModelOptions', 'Request', 'SamplingOptions', 'SpeculatorOptions', 'TokenLogprob', 'begin_shutdown', 'buffer_type_names', 'init_backend', 'json_schema_to_grammar', 'quantization_types', 'quantize', 'read_gguf', 'rpc_serve', 'rpc_server_devices', 'set_log_sink', 'speculator_types', 'system_info', 'validate_context', 'validate_sampling', 'validate_speculator']
 class ModelOptions:
     """
     Options for loading a model.
     """
     check_tensors: bool
+    cpu_moe: bool
     load_mtp: bool | None
     no_alloc: bool
     split_mode: str
@@ -25,10 +26,22 @@ class ModelOptions:
     def main_gpu(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @property
+    def n_cpu_moe(self) -> int:
+        ...
+    @n_cpu_moe.setter
+    def n_cpu_moe(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
     def n_gpu_layers(self) -> int:
         ...
     @n_gpu_layers.setter
     def n_gpu_layers(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def override_tensor(self) -> list[tuple[str, str]]:
+        ...
+    @override_tensor.setter
+    def override_tensor(self, arg0: collections.abc.Sequence[tuple[str, str]]) -> None:
         ...
     @property
     def rpc_servers(self) -> list[str]:
@@ -158,6 +171,7 @@ class SpeculatorOptions:
     adaptive: bool
     cache_type_k: str
     cache_type_v: str
+    cpu_moe: bool
     model_path: str
     type: str
     def __init__(self) -> None:
@@ -173,6 +187,12 @@ class SpeculatorOptions:
         ...
     @gpu_layers.setter
     def gpu_layers(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def n_cpu_moe(self) -> int:
+        ...
+    @n_cpu_moe.setter
+    def n_cpu_moe(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @property
     def n_max(self) -> int:
@@ -203,6 +223,12 @@ class SpeculatorOptions:
         ...
     @ngram_size_n.setter
     def ngram_size_n(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def override_tensor(self) -> list[tuple[str, str]]:
+        ...
+    @override_tensor.setter
+    def override_tensor(self, arg0: collections.abc.Sequence[tuple[str, str]]) -> None:
         ...
     @property
     def p_min(self) -> float:
@@ -726,6 +752,10 @@ def _utf8_complete_prefix(text: bytes, end: typing.SupportsInt | typing.Supports
 def begin_shutdown() -> None:
     """
     Called by llama_mtp's exit hook: from now on, threads waiting in native code never re-take the GIL (they park until the process ends).
+    """
+def buffer_type_names() -> list[str]:
+    """
+    Buffer types an override_tensor pattern may name on this machine (every device's default buffer type; an RPC server's, 'RPC0[host:port]', once a model uses it).
     """
 def init_backend(backend_dir: str) -> None:
     """

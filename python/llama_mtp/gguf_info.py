@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Iterable, Union
 
 from . import _core
 from .errors import LlamaMTPError
@@ -76,6 +76,65 @@ class MTPStatus:
         return "MTP tensors missing: " + ", ".join(self.missing_tensors)
 
 
+def weights_per_token(tensors: Iterable[tuple[str, int]], n_layer: int, n_expert: int = 0,
+                      n_expert_used: int = 0) -> dict[str, int]:
+    """The weights one token reads in the main model, by part, from ``(name, n_elements)``
+    pairs: ``"attention"`` (attention and DeltaNet layers, norms), ``"dense_ffn"``,
+    ``"routed_experts"`` (``n_expert_used`` of ``n_expert`` experts' share of every
+    ``*_exps`` tensor), ``"shared_expert"``, ``"router"``, ``"output"``. Blocks ``>= n_layer``
+    (the MTP head) and the token embedding (a row lookup) are left out."""
+    parts = dict.fromkeys(("attention", "dense_ffn", "routed_experts", "shared_expert", "router",
+                           "output"), 0)
+    for name, n in tensors:
+        fields = name.split(".")
+        if name.startswith("blk.") and fields[1].isdigit() and int(fields[1]) >= n_layer:
+            continue
+        if name == "token_embd.weight":
+            continue
+        if name.startswith("output"):
+            parts["output"] += n
+        elif "_exps." in name:
+            parts["routed_experts"] += n * n_expert_used // max(1, n_expert)
+        elif "_shexp." in name:
+            parts["shared_expert"] += n
+        elif ".ffn_gate_inp." in name:
+            parts["router"] += n
+        elif ".ffn_" in name:
+            parts["dense_ffn"] += n
+        else:
+            parts["attention"] += n
+    return parts
+
+
+@dataclass(frozen=True)
+class MoEInfo:
+    """The mixture-of-experts layout of a GGUF (``<arch>.expert_count`` > 0)."""
+
+    expert_count: int
+    """``<arch>.expert_count``: routed experts per layer."""
+    expert_used_count: int
+    """``<arch>.expert_used_count``: experts the router picks per token."""
+    expert_feed_forward_length: int
+    """Width of one routed expert (0 when the key is absent)."""
+    shared_feed_forward_length: int
+    """Width of the shared expert (0: none)."""
+    expert_tensors: int
+    """``*_exps`` tensors (three per MoE layer, or two with fused gate/up)."""
+    expert_params: int
+    """Weights in the routed experts (all layers, the MTP block's included)."""
+    expert_quantization_mix: dict[str, int]
+    """Tensor count per ggml type of the routed experts."""
+    other_quantization_mix: dict[str, int]
+    """Tensor count per ggml type of every other tensor."""
+    per_token: dict[str, int]
+    """Weights one token reads in the main model, by part (:func:`weights_per_token`)."""
+
+    @property
+    def active_params(self) -> int:
+        """Weights one token reads in the main model (MTP head and embedding lookup excluded)."""
+        return sum(self.per_token.values())
+
+
 @dataclass(frozen=True)
 class GGUFReport:
     """What :func:`inspect_gguf` found in a GGUF file."""
@@ -123,6 +182,29 @@ class GGUFReport:
     def quantization_mix(self) -> dict[str, int]:
         """Tensor count per ggml type, most frequent first."""
         return dict(Counter(t.type for t in self.tensors).most_common())
+
+    @property
+    def moe(self) -> MoEInfo | None:
+        """The mixture-of-experts layout, or ``None`` for a dense model."""
+        def key(name: str) -> int:
+            value = self.arch_key(name)
+            return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+        n_expert = key("expert_count")
+        if n_expert <= 0:
+            return None
+        experts = [t for t in self.tensors if "_exps." in t.name]
+        others = [t for t in self.tensors if "_exps." not in t.name]
+        n_layer = self.block_count - key("nextn_predict_layers")
+        return MoEInfo(
+            expert_count=n_expert, expert_used_count=key("expert_used_count"),
+            expert_feed_forward_length=key("expert_feed_forward_length"),
+            shared_feed_forward_length=key("expert_shared_feed_forward_length"),
+            expert_tensors=len(experts), expert_params=sum(t.n_elements for t in experts),
+            expert_quantization_mix=dict(Counter(t.type for t in experts).most_common()),
+            other_quantization_mix=dict(Counter(t.type for t in others).most_common()),
+            per_token=weights_per_token(((t.name, t.n_elements) for t in self.tensors), n_layer,
+                                        n_expert, key("expert_used_count")))
 
     @property
     def has_chat_template(self) -> bool:

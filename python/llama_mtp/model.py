@@ -19,6 +19,7 @@ from .sampling import SamplingParams
 from .speculator import Speculator
 from .streaming import AsyncGenerationStream, GenerationStream
 from .system import DeviceInfo, ensure_backend
+from .tensor_placement import OverrideTensor, normalize_overrides
 
 Prompt = str | Sequence[int]
 SpeculatorLike = Speculator | Mapping[str, Any] | None
@@ -53,6 +54,16 @@ class Model:
             ``rpc-server``) processes whose devices take part of the layers (``--rpc``); they come
             first in :attr:`devices`. An unreachable server is a ``ModelLoadError``; a server
             that goes away later ends the running requests with ``DecodeError`` (reload then).
+        cpu_moe: keep every block's routed experts (``ffn_*_exps``) in CPU memory (``--cpu-moe``):
+            a mixture-of-experts model then needs GPU memory only for the rest.
+        n_cpu_moe: keep the routed experts of blocks 0 .. ``n_cpu_moe - 1`` in CPU memory
+            (``--n-cpu-moe N``).
+        override_tensor: tensors whose name matches a pattern go to that buffer type
+            (``-ot PATTERN=BUFFER``): ``[(r"blk\\.[0-9]\\.ffn_.*_exps", "CPU")]``, a dict, or the
+            ``"PATTERN=BUFFER,..."`` string; first match wins, before the ``cpu_moe`` ones. The
+            MTP block (``blk.<n_layer>``) is placed by these options too. See
+            :mod:`llama_mtp.tensor_placement`; ``ValueError`` for a bad pattern or an unknown
+            buffer type (the message lists the known ones).
         vocab_only: load only the vocabulary (tokenizer and metadata), no weights.
         use_mmap: memory-map the weights (llama.cpp's default).
         use_mlock: lock the weights in RAM.
@@ -93,6 +104,9 @@ class Model:
         split_mode: str = "layer",
         tensor_split: Sequence[float] | None = None,
         rpc_servers: Sequence[str] | str | None = None,
+        cpu_moe: bool = False,
+        n_cpu_moe: int = 0,
+        override_tensor: OverrideTensor = None,
         vocab_only: bool = False,
         use_mmap: bool = True,
         use_mlock: bool = False,
@@ -124,6 +138,9 @@ class Model:
         options.n_gpu_layers = int(n_gpu_layers)
         options.main_gpu = int(main_gpu)
         self._set_placement(options, split_mode, tensor_split, rpc_servers)
+        options.override_tensor = list(normalize_overrides(override_tensor))
+        options.cpu_moe = bool(cpu_moe)
+        options.n_cpu_moe = int(n_cpu_moe)  # checked by the native core, as the patterns
         options.vocab_only = bool(vocab_only)
         options.use_mmap = bool(use_mmap)
         options.use_mlock = bool(use_mlock)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal, Mapping
 
 from . import _core
+from .tensor_placement import OverrideTensor, normalize_overrides
+
+_log = logging.getLogger("llama_mtp")
 
 SPEC_TYPES: tuple[str, ...] = ("none", *_core.speculator_types())
 """Speculator types, named as llama.cpp names them (``--spec-type``)."""
@@ -62,6 +66,14 @@ class Speculator:
     """``-ctkd``: K cache type of a separate draft model's context."""
     cache_type_v: str = "f16"
     """``-ctvd``: V cache type of a separate draft model's context."""
+    override_tensor: tuple[tuple[str, str], ...] = ()
+    """``-otd PATTERN=BUFFER``: buffer types of a separately loaded draft model's (or MTP
+    sidecar's) weights; see :mod:`llama_mtp.tensor_placement`. Any spelling ``Model`` accepts
+    is stored as a tuple of pairs."""
+    cpu_moe: bool = False
+    """``--cpu-moe-draft``: the separate draft model's routed experts stay in CPU memory."""
+    n_cpu_moe: int = 0
+    """``--n-cpu-moe-draft N``: those of its blocks 0 .. N-1."""
     ngram_size_n: int = 12
     ngram_size_m: int = 48
     ngram_min_hits: int = 1
@@ -74,8 +86,14 @@ class Speculator:
         if isinstance(self.devices, str) or not all(isinstance(d, str) and d for d in self.devices):
             raise ValueError("devices is a sequence of device names, e.g. ('CUDA1',)")
         object.__setattr__(self, "devices", tuple(self.devices))
+        object.__setattr__(self, "override_tensor", normalize_overrides(self.override_tensor))
         # The native core holds the rules (and checks again when a request is submitted).
         _core.validate_speculator(self.to_native())
+        if self.places_draft and self.model_path is None and self.enabled:
+            _log.warning("draft placement options (-otd, --cpu-moe-draft, --n-cpu-moe-draft) apply to a "
+                         "separately loaded draft model; this %s has none, so they have no effect (the MTP "
+                         "head inside the model file is placed by the model's own override_tensor / "
+                         "cpu_moe / n_cpu_moe)", self.type)
 
     @classmethod
     def none(cls) -> Speculator:
@@ -84,17 +102,22 @@ class Speculator:
 
     @classmethod
     def mtp(cls, n_max: int | Literal["auto"] = 2, n_min: int = 0, p_min: float = 0.0, gpu_layers: int = -1,
-            sidecar: str | os.PathLike[str] | None = None, devices: Sequence[str] = ()) -> Speculator:
+            sidecar: str | os.PathLike[str] | None = None, devices: Sequence[str] = (), *,
+            override_tensor: OverrideTensor = None, cpu_moe: bool = False, n_cpu_moe: int = 0) -> Speculator:
         """The model's own MTP head drafts ``n_max`` tokens per step (``--spec-type draft-mtp``).
 
         ``n_max="auto"``: adaptive draft length, up to :data:`AUTO_N_MAX` (see :attr:`adaptive`).
         ``sidecar``: the MTP head as a separate GGUF (``mtp-*.gguf``), when a release ships it
-        apart; ``gpu_layers`` and ``devices`` place it (``--spec-draft-ngl``, ``-devd``).
+        apart; ``gpu_layers``, ``devices``, ``override_tensor``, ``cpu_moe`` and ``n_cpu_moe``
+        place it (``--spec-draft-ngl``, ``-devd``, ``-otd``, ``--cpu-moe-draft``,
+        ``--n-cpu-moe-draft``). Without a sidecar the head is part of the model, placed by the
+        model's own options.
         """
         limit, adaptive = _n_max(n_max)
         return cls("draft-mtp", n_max=limit, n_min=n_min, p_min=p_min, gpu_layers=gpu_layers,
                    model_path=None if sidecar is None else os.fspath(sidecar), adaptive=adaptive,
-                   devices=tuple(devices))
+                   devices=tuple(devices), override_tensor=normalize_overrides(override_tensor),
+                   cpu_moe=cpu_moe, n_cpu_moe=n_cpu_moe)
 
     @classmethod
     def auto(cls, n_max: int = 3) -> Speculator:
@@ -103,12 +126,16 @@ class Speculator:
 
     @classmethod
     def draft_model(cls, path: str | os.PathLike[str], n_max: int | Literal["auto"] = 3, n_min: int = 0,
-                    p_min: float = 0.0, gpu_layers: int = -1, devices: Sequence[str] = ()) -> Speculator:
+                    p_min: float = 0.0, gpu_layers: int = -1, devices: Sequence[str] = (), *,
+                    override_tensor: OverrideTensor = None, cpu_moe: bool = False,
+                    n_cpu_moe: int = 0) -> Speculator:
         """A smaller model with the same vocabulary drafts (``--spec-type draft-simple -md PATH``),
-        placed by ``gpu_layers`` and ``devices`` (``--spec-draft-ngl``, ``-devd``)."""
+        placed by ``gpu_layers``, ``devices``, ``override_tensor``, ``cpu_moe`` and ``n_cpu_moe``
+        (``--spec-draft-ngl``, ``-devd``, ``-otd``, ``--cpu-moe-draft``, ``--n-cpu-moe-draft``)."""
         limit, adaptive = _n_max(n_max)
         return cls("draft-simple", n_max=limit, n_min=n_min, p_min=p_min, gpu_layers=gpu_layers,
-                   model_path=os.fspath(path), adaptive=adaptive, devices=tuple(devices))
+                   model_path=os.fspath(path), adaptive=adaptive, devices=tuple(devices),
+                   override_tensor=normalize_overrides(override_tensor), cpu_moe=cpu_moe, n_cpu_moe=n_cpu_moe)
 
     @classmethod
     def ngram(cls, kind: str = "ngram-simple", n_max: int = 8, size_n: int = 12, size_m: int = 48,
@@ -153,6 +180,11 @@ class Speculator:
     def enabled(self) -> bool:
         """True unless this is plain decoding."""
         return self.type != "none"
+
+    @property
+    def places_draft(self) -> bool:
+        """Any draft placement option (``-otd``, ``--cpu-moe-draft``, ``--n-cpu-moe-draft``) set."""
+        return bool(self.override_tensor) or self.cpu_moe or self.n_cpu_moe != 0
 
     def to_native(self) -> _core.SpeculatorOptions:
         """The extension's options object (fields of the same names; no model path is "")."""

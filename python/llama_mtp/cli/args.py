@@ -9,10 +9,12 @@ from pathlib import Path
 
 from ..sampling import SamplingParams, none_means_default, option_fields
 from ..speculator import AUTO_N_MAX, SPEC_TYPES, Speculator
+from ..tensor_placement import parse_override_tensor
 
 
 def add_model_args(p: argparse.ArgumentParser, *, model_required: bool = True) -> None:
-    """-m / -hf, -c, -b, -ub, -t, -tb, -ngl, -fa, -ctk, -ctv, --mlock, --no-mmap; devices and split."""
+    """-m / -hf, -c, -b, -ub, -t, -tb, -ngl, -fa, -ctk, -ctv, --mlock, --no-mmap; devices and split;
+    -ot, -cmoe, -ncmoe."""
     g = p.add_argument_group("model and context (llama-cli names)")
     g.add_argument("-m", "--model", default=None, help="GGUF model file (or -hf)")
     p.set_defaults(model_required=model_required)
@@ -42,6 +44,39 @@ def add_model_args(p: argparse.ArgumentParser, *, model_required: bool = True) -
     kvu.add_argument("-no-kvu", "--no-kv-unified", dest="kv_unified", action="store_false",
                      help="each slot gets -c / -np tokens of its own")
     add_device_args(p)
+    add_tensor_placement_args(p.add_argument_group("weight placement (llama.cpp names)"))
+
+
+def add_tensor_placement_args(g: argparse._ActionsContainer, *, draft: bool = False) -> None:
+    """-ot/--override-tensor, -cmoe/--cpu-moe, -ncmoe/--n-cpu-moe (llama.cpp's names); with
+    ``draft``, their forms for a separate draft model: -otd, -cmoed, -ncmoed (dest ``spec_*``)."""
+    ot: tuple[str, ...]
+    cmoe: tuple[str, ...]
+    ncmoe: tuple[str, ...]
+    if draft:
+        ot = ("--spec-draft-override-tensor", "-otd", "--override-tensor-draft")
+        cmoe = ("--spec-draft-cpu-moe", "-cmoed", "--cpu-moe-draft")
+        ncmoe = ("--spec-draft-n-cpu-moe", "--spec-draft-ncmoe", "-ncmoed", "--n-cpu-moe-draft")
+        dest, whose = "spec_", " of a separate draft model / MTP sidecar (-md)"
+    else:
+        ot, cmoe, ncmoe = ("-ot", "--override-tensor"), ("-cmoe", "--cpu-moe"), ("-ncmoe", "--n-cpu-moe")
+        dest, whose = "", ""
+    g.add_argument(*ot, dest=dest + "override_tensor", action="append", default=[], metavar="PATTERN=BUFFER,...",
+                   help=f"tensors{whose} matching the regex PATTERN go to buffer type BUFFER (CPU, CUDA0, ...); "
+                        "repeatable")
+    g.add_argument(*cmoe, dest=dest + "cpu_moe", action="store_true",
+                   help=f"keep all mixture-of-experts weights (ffn_*_exps){whose} in CPU memory")
+    g.add_argument(*ncmoe, dest=dest + "n_cpu_moe", type=int, default=0, metavar="N",
+                   help=f"keep the mixture-of-experts weights of the first N layers{whose} in CPU memory")
+
+
+def tensor_placement_kwargs(a: argparse.Namespace, *, draft: bool = False) -> dict[str, object]:
+    """The ``override_tensor`` / ``cpu_moe`` / ``n_cpu_moe`` arguments of :class:`llama_mtp.Model`
+    (of :class:`llama_mtp.Speculator` with ``draft``) from parsed options."""
+    dest = "spec_" if draft else ""
+    values: list[str] = getattr(a, dest + "override_tensor")
+    return dict(override_tensor=tuple(pair for text in values for pair in parse_override_tensor(text)),
+                cpu_moe=getattr(a, dest + "cpu_moe"), n_cpu_moe=getattr(a, dest + "n_cpu_moe"))
 
 
 def add_device_args(p: argparse.ArgumentParser) -> None:
@@ -147,6 +182,7 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
                    help="KV cache type for K of a separate draft model")
     g.add_argument("-ctvd", "--cache-type-v-draft", dest="spec_ctv", default="f16",
                    help="KV cache type for V of a separate draft model")
+    add_tensor_placement_args(g, draft=True)
 
 
 def add_chat_args(p: argparse.ArgumentParser) -> None:
@@ -178,7 +214,7 @@ def model_kwargs(a: argparse.Namespace) -> dict[str, object]:
                 cache_type_v=a.cache_type_v, use_mlock=a.mlock, use_mmap=not a.no_mmap,
                 offload_kqv=not a.no_kv_offload, n_parallel=a.n_parallel, kv_unified=a.kv_unified,
                 main_gpu=a.main_gpu, split_mode=a.split_mode, tensor_split=parse_tensor_split(a.tensor_split),
-                rpc_servers=rpc_servers_from(a))
+                rpc_servers=rpc_servers_from(a), **tensor_placement_kwargs(a))
 
 
 def sampling_from(a: argparse.Namespace) -> SamplingParams:
@@ -199,7 +235,8 @@ def speculator_from(a: argparse.Namespace) -> Speculator:
     devices = tuple(d for d in re.split(r"[,/]+", a.spec_devices or "") if d)
     return Speculator(a.spec_type, n_max=n_max, adaptive=adaptive, n_min=a.spec_n_min, p_min=a.spec_p_min,
                       gpu_layers=-1 if a.spec_ngl >= 999 else a.spec_ngl, model_path=a.spec_model,
-                      cache_type_k=a.spec_ctk, cache_type_v=a.spec_ctv, devices=devices)
+                      cache_type_k=a.spec_ctk, cache_type_v=a.spec_ctv, devices=devices,
+                      **tensor_placement_kwargs(a, draft=True))  # type: ignore[arg-type]
 
 
 def chat_template_from(a: argparse.Namespace) -> str | None:

@@ -19,6 +19,7 @@ from ..model import Model
 from ..sampling import SamplingParams
 from ..speculator import Speculator
 from ..system import system_info
+from .args import add_tensor_placement_args, tensor_placement_kwargs
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -227,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-ub", "--ubatch-size", type=int, default=512)
     p.add_argument("-o", "--output-dir", type=Path, default=Path("bench-results"))
     p.add_argument("--ignore-eos", action="store_true", help="always generate -n tokens")
+    add_tensor_placement_args(p)
     return p
 
 
@@ -247,7 +249,8 @@ def main(argv: list[str]) -> int:
     for path in a.model:
         name = Path(path).name
         with Model(path, n_ctx=n_ctx, n_gpu_layers=a.gpu_layers, n_threads=a.threads,
-                   n_batch=a.batch_size, n_ubatch=a.ubatch_size) as model:
+                   n_batch=a.batch_size, n_ubatch=a.ubatch_size,
+                   **tensor_placement_kwargs(a)) as model:  # type: ignore[arg-type]
             prompts = {tier: a.prompt if n == 0 else long_prompt(model, n) for tier, n in tiers}
             model.generate(a.prompt, SamplingParams.greedy(max_tokens=2), cache_prompt=False)  # warm-up
             jobs = [(tier, label, spec, rep) for rep in range(a.repetitions)

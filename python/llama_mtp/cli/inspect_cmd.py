@@ -46,7 +46,22 @@ def summary(report: GGUFReport, problems: list[str]) -> dict[str, Any]:
         "chat_template": report.has_chat_template,
         "tokenizer": report.metadata.get("tokenizer.ggml.model"),
         "tokenizer_pre": report.metadata.get("tokenizer.ggml.pre"),
+        "moe": moe_summary(report),
     }
+
+
+def moe_summary(report: GGUFReport) -> dict[str, Any] | None:
+    """The mixture-of-experts part of the summary (``None`` for a dense model)."""
+    moe = report.moe
+    if moe is None:
+        return None
+    return {"expert_count": moe.expert_count, "expert_used_count": moe.expert_used_count,
+            "expert_feed_forward_length": moe.expert_feed_forward_length,
+            "shared_feed_forward_length": moe.shared_feed_forward_length,
+            "expert_tensors": moe.expert_tensors, "expert_params": moe.expert_params,
+            "active_params": moe.active_params, "per_token": moe.per_token,
+            "expert_quantization_mix": moe.expert_quantization_mix,
+            "other_quantization_mix": moe.other_quantization_mix}
 
 
 def run(a: argparse.Namespace) -> int:
@@ -74,6 +89,18 @@ def run(a: argparse.Namespace) -> int:
     print(f"architecture  : {report.arch}   parameters: {report.n_params / 1e9:.3f} B")
     print(f"context length: {report.context_length}   blocks: {report.block_count}")
     print(f"quantization  : {mix}")
+    moe = report.moe
+    if moe is not None:
+        def fmt(m: dict[str, int]) -> str:
+            return ", ".join(f"{k}: {v}" for k, v in m.items())
+        print(f"experts       : {moe.expert_count} routed, {moe.expert_used_count} per token, "
+              f"width {moe.expert_feed_forward_length}; shared expert width "
+              f"{moe.shared_feed_forward_length}; {moe.expert_params / 1e9:.3f} B weights in "
+              f"{moe.expert_tensors} expert tensors")
+        print(f"per token     : {moe.active_params / 1e9:.3f} B weights read "
+              f"({100 * moe.active_params / max(1, report.n_params):.1f} % of the file)")
+        print(f"quantization  : experts {fmt(moe.expert_quantization_mix)}; "
+              f"other tensors {fmt(moe.other_quantization_mix)}")
     print(f"MTP           : {mtp_line} (nextn_predict_layers={mtp.declared_layers}, "
           f"nextn blocks={mtp.mtp_blocks})")
     print(f"chat template : {'yes' if report.has_chat_template else 'no'}")

@@ -17,8 +17,9 @@ from .writer import SPEC_KEY, write_model
 
 __all__ = ["BUILDER_VERSION", "build", "read_behaviour", "quant_plan", "file_type_of"]
 
-BUILDER_VERSION = 1
-"""Bumped whenever the bytes a given set of arguments produces change."""
+BUILDER_VERSION = 2
+"""Bumped whenever the bytes a given set of arguments produces change (2: the recorded shape
+gained the mixture-of-experts fields; a dense model's tensors are unchanged)."""
 
 _PLAIN = {"F32": 0, "F16": 1, "Q8_0": 7}
 
@@ -35,13 +36,26 @@ def file_type_of(quant: str) -> int:
         raise ValueError(f"unknown quantization {quant!r}") from None
 
 
+def _probe_experts(n_expert: int) -> int:
+    """Experts of the probe model: llama.cpp's quantizer only asks whether a model has experts,
+    4 or more, or exactly 8 (Mixtral's rules), so a probe with that answer picks the same types
+    (a 256-expert probe would be a 3 GB file)."""
+    return n_expert if n_expert <= 4 or n_expert == 8 else 4
+
+
 def _probe_shape(shape: Shape) -> Shape:
-    """Same layer layout and head ratios as ``shape``, every dimension 256, tiny vocabulary."""
-    return shape.with_(name="probe", n_embd=256, n_ff=256, n_head=shape.n_head // shape.n_head_kv,
-                       n_head_kv=1, head_dim=256, linear_n_k_heads=1,
-                       linear_n_v_heads=shape.linear_n_v_heads // shape.linear_n_k_heads,
-                       linear_head_dim=256, vocab_size=1024, context_length=4096,
-                       partial_rotary_factor=0.25)
+    """Same layer layout and head ratios as ``shape``, every dimension 256, tiny vocabulary
+    (and, with experts, as many as the quantizer's rules tell apart)."""
+    probe = shape.with_(name="probe", n_embd=256, n_head=shape.n_head // shape.n_head_kv,
+                        n_head_kv=1, head_dim=256, linear_n_k_heads=1,
+                        linear_n_v_heads=shape.linear_n_v_heads // shape.linear_n_k_heads,
+                        linear_head_dim=256, vocab_size=1024, context_length=4096,
+                        partial_rotary_factor=0.25)
+    if not shape.is_moe:
+        return probe.with_(n_ff=256)
+    x = _probe_experts(shape.n_expert)
+    return probe.with_(n_expert=x, n_expert_used=min(shape.n_expert_used, x), n_ff_exp=256,
+                       n_ff_shexp=256)
 
 
 def quant_plan(shape: Shape, quant: str, *, threads: int | None = None) -> dict[str, str]:
@@ -58,9 +72,10 @@ def quant_plan(shape: Shape, quant: str, *, threads: int | None = None) -> dict[
     q = quant.upper()
     if q in _PLAIN:
         return {s.name: ("F32" if s.keep_f32 else q) for s in tensor_specs(shape)}
+    moe = f"-x{_probe_experts(shape.n_expert)}" if shape.is_moe else ""
     key = (f"{q}-L{shape.n_layer}-m{shape.n_mtp}-i{shape.full_attention_interval}"
            f"-g{shape.n_head // shape.n_head_kv}-v{shape.linear_n_v_heads // shape.linear_n_k_heads}"
-           f"-{system_info().llama_commit[:12]}")
+           f"{moe}-{system_info().llama_commit[:12]}")
     path = cache_dir() / "quant-plans" / f"{key}.json"
     if path.exists():
         plan: dict[str, str] = json.loads(path.read_text())
@@ -124,14 +139,17 @@ def build(path: str | os.PathLike[str], preset: str | Shape = "tiny", quant: str
           mtp: bool = True, vocab_size: int | None = None, method: str = "auto",
           threads: int | None = None, progress: bool | None = None,
           overwrite: bool = True) -> Path:
-    """Write a synthetic Qwen3.6-style (``qwen35``) GGUF model to ``path`` and return it.
+    """Write a synthetic Qwen3.6-style GGUF model (``qwen35``, or ``qwen35moe`` for the
+    mixture-of-experts presets) to ``path`` and return it.
 
     Args:
         path: output file.
         preset: ``"tiny"`` (tests; ~0.14 B weights, almost all in the 248k-token embedding and
             output), ``"bench"`` (CPU benchmark, ~1.6 B weights, 32k vocabulary, ~1 GB at
-            Q4_K_M), ``"qwen3.6-27b"`` (the real Qwen3.6-27B dimensions, ~16 GB at Q4_K_M), or
-            a :class:`~llama_mtp.synthetic.Shape`.
+            Q4_K_M), ``"qwen3.6-27b"`` (the real Qwen3.6-27B dimensions, ~16 GB at Q4_K_M);
+            mixture of experts: ``"tiny-moe"`` (tests), ``"bench-moe"`` (CPU benchmark, 256
+            experts, ~0.4 B of ~5.3 B weights active per token), ``"qwen3.6-35b-a3b"`` (the
+            real Qwen3.6-35B-A3B dimensions); or a :class:`~llama_mtp.synthetic.Shape`.
         quant: ``"F32"``, ``"F16"``, ``"Q8_0"`` or any llama.cpp quantization
             (``"Q4_K_M"``, ``"Q6_K"``, ``"Q2_K"`` ...).
         mtp_agreement: fraction of greedy MTP drafts (``n_max=1``) the main model accepts.

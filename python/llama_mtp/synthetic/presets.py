@@ -1,4 +1,5 @@
-"""Model shapes of the synthetic presets (``tiny``, ``bench``, ``qwen3.6-27b``)."""
+"""Model shapes of the synthetic presets: dense (``tiny``, ``bench``, ``qwen3.6-27b``, architecture
+``qwen35``) and mixture-of-experts (``tiny-moe``, ``bench-moe``, ``qwen3.6-35b-a3b``, ``qwen35moe``)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,15 @@ __all__ = ["Shape", "PRESETS", "get_preset"]
 
 @dataclass(frozen=True)
 class Shape:
-    """Dimensions of a ``qwen35`` model (names follow the HF config of Qwen3.5/3.6).
+    """Dimensions of a ``qwen35`` / ``qwen35moe`` model (names follow the HF config of
+    Qwen3.5/3.6).
 
-    Every matrix dimension of the presets is a multiple of 256, so that every k-quant
-    (Q2_K ... Q6_K) applies to every matrix, as in the real 27B model.
+    ``n_expert > 0`` makes it a mixture-of-experts model (``qwen35moe``): every FFN, the MTP
+    block's included, is ``n_expert`` routed experts of width ``n_ff_exp`` of which the router
+    picks ``n_expert_used`` per token, plus one always-on shared expert of width ``n_ff_shexp``
+    gated by a sigmoid; ``n_ff`` is then unused (0). Every matrix dimension of the presets is a
+    multiple of 256, so that every k-quant (Q2_K ... Q6_K) applies to every matrix, as in the
+    real models.
     """
 
     name: str
@@ -38,6 +44,20 @@ class Shape:
     size_label: str = ""
     residual_scale: float = 0.1
     """Total RMS of all layer outputs relative to the token embedding (the behaviour margin)."""
+    n_expert: int = 0           # num_experts (0: dense FFN, architecture qwen35)
+    n_expert_used: int = 0      # num_experts_per_tok
+    n_ff_exp: int = 0           # moe_intermediate_size
+    n_ff_shexp: int = 0         # shared_expert_intermediate_size
+
+    @property
+    def is_moe(self) -> bool:
+        """A mixture-of-experts model (``qwen35moe``)."""
+        return self.n_expert > 0
+
+    @property
+    def arch(self) -> str:
+        """``general.architecture``: ``"qwen35moe"`` with experts, else ``"qwen35"``."""
+        return "qwen35moe" if self.is_moe else "qwen35"
 
     @property
     def n_rot(self) -> int:
@@ -87,6 +107,16 @@ class Shape:
             raise ValueError("llama.cpp supports exactly one MTP block (or none)")
         if self.n_layer < 1 or self.full_attention_interval < 1:
             raise ValueError("n_layer and full_attention_interval must be >= 1")
+        if self.is_moe:
+            if not 1 <= self.n_expert_used <= self.n_expert:
+                raise ValueError("n_expert_used must be in [1, n_expert]")
+            if self.n_ff_exp < 1 or self.n_ff_shexp < 1:
+                raise ValueError("a qwen35moe model needs n_ff_exp and n_ff_shexp >= 1 (llama.cpp "
+                                 "requires the shared expert)")
+            if self.n_ff:
+                raise ValueError("a qwen35moe model has no dense FFN: set n_ff=0")
+        elif self.n_ff < 1 or self.n_expert_used or self.n_ff_exp or self.n_ff_shexp:
+            raise ValueError("a dense model needs n_ff >= 1 and no expert dimensions")
 
 
 PRESETS: dict[str, Shape] = {
@@ -106,6 +136,30 @@ PRESETS: dict[str, Shape] = {
         name="qwen3.6-27b", n_embd=5120, n_ff=17408, n_layer=64, n_head=24, n_head_kv=4,
         head_dim=256, linear_n_k_heads=16, linear_n_v_heads=48, linear_head_dim=128,
         context_length=262_144, size_label="27B"),
+    # Tests, mixture of experts: tiny's layout with 16 routed experts (4 per token) and the
+    # shared expert in every FFN, the MTP block's included.
+    "tiny-moe": Shape(
+        name="tiny-moe", n_embd=256, n_ff=0, n_layer=4, n_head=2, n_head_kv=1, head_dim=128,
+        linear_n_k_heads=2, linear_n_v_heads=4, linear_head_dim=64,
+        n_expert=16, n_expert_used=4, n_ff_exp=256, n_ff_shexp=256,
+        context_length=32_768, size_label="0.1B-A0.1B"),
+    # CPU benchmark, mixture of experts: Qwen3.6-35B-A3B halved in width (hidden 1024, every
+    # head count halved, expert width hidden/4, the same 256 experts, 8 per token), 24 layers,
+    # and a vocabulary sized so that the proportions of the weights one token reads match the
+    # real model's (output layer ~17 %, routed experts ~34 %, attention/DeltaNet ~44 %, shared
+    # expert ~4 %; total/active ~12x): see README "Mixture of experts".
+    "bench-moe": Shape(
+        name="bench-moe", n_embd=1024, n_ff=0, n_layer=24, n_head=8, n_head_kv=1, head_dim=256,
+        linear_n_k_heads=8, linear_n_v_heads=16, linear_head_dim=128,
+        n_expert=256, n_expert_used=8, n_ff_exp=256, n_ff_shexp=256,
+        context_length=65_536, vocab_size=73_728, size_label="5.3B-A0.4B"),
+    # The real dimensions of Qwen3.6-35B-A3B (= Qwen3.5-35B-A3B's text model): 40 layers + 1
+    # MTP block, 256 experts of width 512, 8 per token, a shared expert of width 512.
+    "qwen3.6-35b-a3b": Shape(
+        name="qwen3.6-35b-a3b", n_embd=2048, n_ff=0, n_layer=40, n_head=16, n_head_kv=2,
+        head_dim=256, linear_n_k_heads=16, linear_n_v_heads=32, linear_head_dim=128,
+        n_expert=256, n_expert_used=8, n_ff_exp=512, n_ff_shexp=512,
+        context_length=262_144, size_label="35B-A3B"),
 }
 
 

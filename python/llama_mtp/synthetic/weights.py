@@ -13,6 +13,13 @@ Names and shapes are what the vendored converter writes for the same HF config (
 * norms: 1 + noise; every other matrix: random with std ``1/sqrt(fan_in)`` (inputs of the
   residual stream) or small enough that each layer adds ~``residual_scale / sqrt(2 n_layer)``
   of the embedding's RMS (outputs into the residual stream).
+* mixture of experts (``qwen35moe``): the router (``ffn_gate_inp``) and the shared expert's
+  gate (``ffn_gate_inp_shexp``) are random with std ``1/sqrt(n_embd)``, so each token's logits
+  over the experts are ~N(0, 1) and differ from token to token (its code vector differs): tokens
+  spread over all experts. Every expert is a random FFN like the dense one (the ``3-D``
+  ``ffn_{gate,up,down}_exps``), so compute costs what it costs; the layer's output (a convex
+  mix of ``n_expert_used`` experts plus the sigmoid-gated shared expert) stays as small as a
+  dense FFN's, so the behaviour holds whichever experts the router picks.
 
 Each tensor draws from its own generator seeded by ``(seed, tensor name)``, in fixed chunks of
 rows, so the bytes do not depend on the order or the machine.
@@ -31,7 +38,7 @@ import numpy.typing as npt
 from .behaviour import Behaviour
 from .presets import Shape
 
-__all__ = ["TensorSpec", "tensor_specs", "Codes", "generate_rows", "output_signal_rows",
+__all__ = ["TensorSpec", "tensor_specs", "ffn_specs", "Codes", "generate_rows", "output_signal_rows",
            "CHUNK_ROWS", "KEEP_F32", "OUTPUT"]
 
 CHUNK_ROWS = 8192
@@ -45,11 +52,13 @@ OUTPUT_NOISE_LOGIT = 0.3
 NORM_NOISE = 0.05
 
 # roles
-EMBD, OUTPUT, NORM, IN_PROJ, OUT_PROJ, EH_PROJ, SSM_A, DT_BIAS, CONV = (
-    "embd", "output", "norm", "in_proj", "out_proj", "eh_proj", "ssm_a", "dt_bias", "conv")
+EMBD, OUTPUT, NORM, IN_PROJ, OUT_PROJ, EH_PROJ, SSM_A, DT_BIAS, CONV, ROUTER = (
+    "embd", "output", "norm", "in_proj", "out_proj", "eh_proj", "ssm_a", "dt_bias", "conv",
+    "router")
 
-KEEP_F32 = frozenset({NORM, SSM_A, DT_BIAS, CONV})
-"""Roles stored as F32 whatever the file type (1-D tensors and the conv kernel)."""
+KEEP_F32 = frozenset({NORM, SSM_A, DT_BIAS, CONV, ROUTER})
+"""Roles stored as F32 whatever the file type (1-D tensors, the conv kernel and the expert gates,
+as the converter and llama.cpp's quantizer keep them)."""
 
 
 @dataclass(frozen=True)
@@ -81,9 +90,30 @@ class TensorSpec:
         return self.role in KEEP_F32
 
 
+def ffn_specs(shape: Shape, p: str) -> list[TensorSpec]:
+    """The feed-forward tensors of block ``p``: a dense SwiGLU FFN, or (mixture of experts) the
+    router, the routed experts stacked along a third dimension, and the gated shared expert."""
+    E = shape.n_embd
+    if not shape.is_moe:
+        F = shape.n_ff
+        return [TensorSpec(f"{p}.ffn_gate.weight", (E, F), IN_PROJ),
+                TensorSpec(f"{p}.ffn_up.weight", (E, F), IN_PROJ),
+                TensorSpec(f"{p}.ffn_down.weight", (F, E), OUT_PROJ)]
+    X, Fx, Fs = shape.n_expert, shape.n_ff_exp, shape.n_ff_shexp
+    return [TensorSpec(f"{p}.ffn_gate_inp.weight", (E, X), ROUTER),
+            TensorSpec(f"{p}.ffn_gate_exps.weight", (E, Fx, X), IN_PROJ),
+            TensorSpec(f"{p}.ffn_up_exps.weight", (E, Fx, X), IN_PROJ),
+            TensorSpec(f"{p}.ffn_down_exps.weight", (Fx, E, X), OUT_PROJ),
+            # HF stores the shared expert's gate as a (1, hidden) linear layer: a 2-D tensor
+            TensorSpec(f"{p}.ffn_gate_inp_shexp.weight", (E, 1), ROUTER),
+            TensorSpec(f"{p}.ffn_gate_shexp.weight", (E, Fs), IN_PROJ),
+            TensorSpec(f"{p}.ffn_up_shexp.weight", (E, Fs), IN_PROJ),
+            TensorSpec(f"{p}.ffn_down_shexp.weight", (Fs, E), OUT_PROJ)]
+
+
 def tensor_specs(shape: Shape) -> list[TensorSpec]:
     """Every tensor of the model, in file order."""
-    E, F = shape.n_embd, shape.n_ff
+    E = shape.n_embd
     V = shape.vocab_size
     specs = [TensorSpec("token_embd.weight", (E, V), EMBD)]
 
@@ -99,10 +129,7 @@ def tensor_specs(shape: Shape) -> list[TensorSpec]:
 
     def common(p: str) -> list[TensorSpec]:
         return [TensorSpec(f"{p}.attn_norm.weight", (E,), NORM),
-                TensorSpec(f"{p}.post_attention_norm.weight", (E,), NORM),
-                TensorSpec(f"{p}.ffn_gate.weight", (E, F), IN_PROJ),
-                TensorSpec(f"{p}.ffn_up.weight", (E, F), IN_PROJ),
-                TensorSpec(f"{p}.ffn_down.weight", (F, E), OUT_PROJ)]
+                TensorSpec(f"{p}.post_attention_norm.weight", (E,), NORM)] + ffn_specs(shape, p)
 
     hv, inner = shape.linear_n_v_heads, shape.ssm_inner
     for il in range(shape.n_layer):
@@ -167,7 +194,7 @@ def _rng(seed: int, name: str, chunk: int) -> np.random.Generator:
 
 def noise_std(spec: TensorSpec, shape: Shape) -> float:
     """Standard deviation of the random part of a tensor."""
-    if spec.role == IN_PROJ:
+    if spec.role in (IN_PROJ, ROUTER):
         return float(1.0 / np.sqrt(spec.row_len))
     if spec.role == OUT_PROJ:
         per_layer = shape.residual_scale / np.sqrt(2 * max(1, shape.n_layer))

@@ -21,6 +21,7 @@ from .weights import (OUTPUT, Codes, TensorSpec, generate_rows, is_structured, n
 __all__ = ["ARCH", "SPEC_KEY", "write_model", "model_metadata", "tensor_nbytes"]
 
 ARCH = "qwen35"
+"""The dense architecture; a mixture-of-experts shape writes ``qwen35moe`` (``Shape.arch``)."""
 SPEC_KEY = "llama_mtp.synthetic"
 """The one key a converter would not write: a JSON description of the synthetic model
 (builder version, preset, behaviour script, MTP disagreement set), read back by
@@ -30,7 +31,7 @@ SPEC_KEY = "llama_mtp.synthetic"
 def model_metadata(shape: Shape, vocab: QwenVocab, *, name: str, file_type: int,
                    spec: dict[str, Any] | None) -> list[tuple[str, Any, str]]:
     """``(key, value, gguf type)`` in the order the converter writes them."""
-    a = ARCH
+    a = shape.arch
     kv: list[tuple[str, Any, str]] = [
         ("general.type", "model", "str"),
         ("general.name", name, "str"),
@@ -38,16 +39,27 @@ def model_metadata(shape: Shape, vocab: QwenVocab, *, name: str, file_type: int,
         (f"{a}.block_count", shape.block_count, "u32"),
         (f"{a}.context_length", shape.context_length, "u32"),
         (f"{a}.embedding_length", shape.n_embd, "u32"),
-        (f"{a}.feed_forward_length", shape.n_ff, "u32"),
+    ]
+    if not shape.is_moe:  # the MoE config has no intermediate_size
+        kv.append((f"{a}.feed_forward_length", shape.n_ff, "u32"))
+    kv += [
         (f"{a}.attention.head_count", shape.n_head, "u32"),
         (f"{a}.attention.head_count_kv", shape.n_head_kv, "u32"),
         (f"{a}.rope.dimension_sections", shape.rope_sections, "arr"),
         (f"{a}.rope.freq_base", shape.rope_theta, "f32"),
         (f"{a}.attention.layer_norm_rms_epsilon", shape.rms_norm_eps, "f32"),
+    ]
+    if shape.is_moe:
+        kv += [(f"{a}.expert_count", shape.n_expert, "u32"),
+               (f"{a}.expert_used_count", shape.n_expert_used, "u32")]
+    kv += [
         (f"{a}.attention.key_length", shape.head_dim, "u32"),
         (f"{a}.attention.value_length", shape.head_dim, "u32"),
         ("general.file_type", file_type, "u32"),
     ]
+    if shape.is_moe:
+        kv += [(f"{a}.expert_feed_forward_length", shape.n_ff_exp, "u32"),
+               (f"{a}.expert_shared_feed_forward_length", shape.n_ff_shexp, "u32")]
     if shape.n_mtp:
         kv.append((f"{a}.nextn_predict_layers", shape.n_mtp, "u32"))
     kv += [
@@ -118,7 +130,7 @@ def write_model(path: str | os.PathLike[str], shape: Shape, vocab: QwenVocab,
 
     out = Path(path)
     tmp = out.with_name(out.name + f".partial{os.getpid()}")
-    writer = gguf.GGUFWriter(str(tmp), ARCH)
+    writer = gguf.GGUFWriter(str(tmp), shape.arch)
     for key, value, kind in model_metadata(shape, vocab, name=name, file_type=file_type,
                                            spec=spec):
         _add_kv(writer, key, value, kind)
