@@ -11,7 +11,9 @@
 # (editable) into their own venv, .venv-sanitize, so the normal build and venv stay as they are.
 # SANITIZE_SCOPE=module instruments only our module (LLAMA_MTP_SANITIZE_LLAMA=OFF; llama.cpp
 # compiled as usual, Release, so ccache serves it: minutes instead of about an hour here), in
-# build/sanitize-module-* and .venv-sanitize-module.
+# build/sanitize-module-* and .venv-sanitize-module. Another sanitizer set than the default gets
+# its own: LLAMA_MTP_SANITIZE=thread SANITIZE_SCOPE=module -> build/sanitize-module-thread-*,
+# .venv-sanitize-module-thread (libtsan preloaded instead of libasan).
 # An ASan module inside an ordinary python needs the ASan runtime first in the process:
 # LD_PRELOAD=libasan.so; leak detection is off (the interpreter's own allocations would drown
 # the report). Every sanitizer report goes to a log file; at the end the reports are grouped by
@@ -31,6 +33,12 @@ case "$SCOPE" in
   module) suffix="-module"; llama=OFF; build_type=Release ;;
   *) echo "SANITIZE_SCOPE must be all or module" >&2; exit 2 ;;
 esac
+# Another sanitizer set than the default gets its own build dir, venv and logs (-thread, ...):
+# ThreadSanitizer cannot be combined with AddressSanitizer, and one build dir holds one
+# configuration (switching would rebuild the module each time).
+if [[ "$SAN" != "address,undefined" ]]; then
+  suffix="$suffix-${SAN//,/-}"
+fi
 VENV="${SANITIZE_VENV:-$ROOT/.venv-sanitize$suffix}"
 LOGS="${SANITIZE_LOGS:-}"
 PY="$VENV/bin/python"
@@ -62,6 +70,7 @@ if [[ ",$SAN," == *",address,"* ]]; then
   # when it starts ("CHECK failed: ... real___cxa_throw != 0" at the first C++ exception)
   preload+=("$("$CC" -print-file-name=libasan.so)" "$("$CC" -print-file-name=libstdc++.so)")
 elif [[ ",$SAN," == *",thread,"* ]]; then
+  # python runs with it preloaded; /bin/bash does not (SIGSEGV at start), so no shell children
   preload+=("$("$CC" -print-file-name=libtsan.so)")
 elif [[ ",$SAN," == *",undefined,"* ]]; then
   preload+=("$("$CC" -print-file-name=libubsan.so)")
@@ -95,10 +104,24 @@ for f in sorted(logs.iterdir()):
         head = m.group(1)
         rest = text[m.start():m.start() + 4000]
         loc = re.search(r"^(\S+:\d+:\d+): runtime error", text[max(0, m.start() - 300):m.end()], re.M)
-        frame = re.search(r"#\d+ 0x[0-9a-f]+ in (\S+) (\S+)", rest)
-        site = loc.group(1) if loc else (frame.group(2) if frame else "?")
+        # ASan/UBSan frames read "#0 0x… in func file:line", TSan's "#0 func file:line (lib+0x…)".
+        # The site is the first frame in this tree (csrc/ or third_party/): frame #0 is often a
+        # sanitizer interceptor (memcpy, free) or a libstdc++ header called from there.
+        # The first stack (the access) decides; the others (a race's other access, where the
+        # memory was allocated or freed) only when the first has no frame in this tree.
+        rest = re.split(r"\n=+\n|\n==\d+==ABORTING", rest)[0]
+        stacks = [re.findall(r"^\s*#\d+ (?:0x[0-9a-f]+ in )?(\S+) (\S+)", b, re.M)
+                  for b in rest.split("\n\n")]
+        frames = [f for st in stacks for f in st]
+        inside = [f for st in stacks for f in st if f[1].startswith(root + "/")]
+        if "ThreadSanitizer" in head:
+            # a race takes two: ours when either access (the first two stacks; the rest say
+            # where the memory and the threads came from) is in our code
+            inside = [f for st in stacks[:2] for f in st if "/csrc/" in f[1]] or inside
+        frame = inside[0] if inside else (frames[0] if frames else None)
+        site = loc.group(1) if loc else (frame[1] if frame else "?")
         site = site.replace(root + "/", "")
-        kind = re.sub(r"0x[0-9a-f]+", "0x…", head)[:140]
+        kind = re.sub(r"0x[0-9a-f]+", "0x…", re.sub(r" \(pid=\d+\)", "", head))[:140]
         key = (kind, site)
         kinds[key] += 1
         where.setdefault(key, f.name)
