@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import platform
@@ -45,6 +46,37 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def mappings_of(path: Path) -> int:
+    """Memory mappings of ``path`` in this process (a model not freed keeps its mapping)."""
+    name = str(path.resolve())
+    with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+        return sum(1 for line in f if line.rstrip().endswith(name))
+
+
+def anon_mb() -> float:
+    """Anonymous resident memory (heap, stacks, anonymous mappings) in MiB: RSS without the
+    model file's pages."""
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def live_models() -> int:
+    """Model objects still alive (open or closed but not yet collected)."""
+    return sum(1 for o in gc.get_objects() if isinstance(o, Model))
+
+
+def threads_now() -> int:
+    """Threads of this process (Linux)."""
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    return 0
 
 
 class Shared:
@@ -161,11 +193,24 @@ def main(argv: list[str] | None = None) -> int:
                 if done >= a.calls:
                     stop.set()
 
+    troughs: list[tuple[int, float, float, int]] = []  # (calls, RSS, anonymous RSS, live models)
+
     def replacer() -> None:
         while not stop.wait(a.replace_every):
             shared.replace()
+            # right after a replacement one model is open: the curve of these samples is
+            # what the process keeps, without the second model a replacement maps for a while
+            # a call that was running on the old model holds it until it returns (with
+            # ModelClosedError); sample once it has gone, so that each sample has one model
+            deadline = time.monotonic() + 5.0
+            while True:
+                gc.collect()
+                if live_models() <= 1 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
             with lock:
                 kinds["model_replaced"] += 1
+                troughs.append((done, rss_mb(), anon_mb(), live_models()))
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(a.threads)]
     if a.replace_every > 0:
@@ -176,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         t.join()
     shared.get().close()
     elapsed = time.perf_counter() - started
+    gc.collect()
+    leftover = dict(model_mappings=mappings_of(path), threads=threads_now(), rss_mb=round(rss_mb(), 1))
 
     def window(lo: float, hi: float) -> float:
         values = [r for n, r in samples if lo <= n <= hi]
@@ -185,12 +232,18 @@ def main(argv: list[str] | None = None) -> int:
     at_warmup = window(a.warmup + 1, a.warmup + quarter)
     at_end = window(done - quarter, done)
     growth = (at_end - at_warmup) / at_warmup if at_warmup else 0.0
+    settled = [r for n, r, _, m in troughs if n > a.warmup and m == 1]
+    third = max(1, len(settled) // 3)
+    trough_growth = ((statistics.median(settled[-third:]) - statistics.median(settled[:third]))
+                     / statistics.median(settled[:third])) if len(settled) >= 3 else None
     result = dict(command=" ".join([os.path.basename(sys.executable), *sys.argv]), version=__version__,
                   machine=f"{platform.machine()}, {os.cpu_count()} CPUs", model=str(path), calls=done,
                   threads=a.threads, n_parallel=a.np, seconds=round(elapsed, 1), kinds=dict(kinds),
                   errors=dict(errors), failures=failures[:20], rss_mb_after_warmup=round(at_warmup, 1),
                   rss_mb_end=round(at_end, 1), rss_growth=round(growth, 4),
-                  replace_every_s=a.replace_every,
+                  replace_every_s=a.replace_every, after_close=leftover,
+                  rss_growth_after_replacements=None if trough_growth is None else round(trough_growth, 4),
+                  after_replacements=[(n, round(r, 1), round(an, 1), m) for n, r, an, m in troughs],
                   rss_curve=[(n, round(r, 1)) for n, r in samples[:: max(1, len(samples) // 40)]])
     print(json.dumps({k: v for k, v in result.items() if k != "rss_curve"}, indent=1))
     if a.out is not None:
@@ -202,7 +255,17 @@ def main(argv: list[str] | None = None) -> int:
               "| error | count |", "|---|---:|", *[f"| {k} | {v} |" for k, v in sorted(errors.items())], "",
               f"RSS (median) in the quarter after the warm-up ({a.warmup} calls): {at_warmup:.1f} MiB; "
               f"in the last quarter: {at_end:.1f} MiB; growth {growth:+.2%}. Model replaced every "
-              f"{a.replace_every:g} s (0: never).", ""]
+              f"{a.replace_every:g} s (0: never).", "",
+              f"After the last model is closed: {leftover['model_mappings']} mappings of the model file, "
+              f"{leftover['threads']} threads, RSS {leftover['rss_mb']} MiB.", ""]
+        if trough_growth is not None:
+            md += [f"RSS right after each replacement (one model open, closed ones collected), median "
+                   f"of the last third of those samples against the first third after the warm-up: "
+                   f"{trough_growth:+.2%}.", ""]
+        if troughs:
+            md += ["Right after each model replacement (one model open): calls, RSS MiB, anonymous "
+                   "RSS MiB, Model objects alive:", "",
+                   ", ".join(f"{n}: {r:.0f} / {an:.0f} / {m}" for n, r, an, m in troughs), ""]
         if failures:
             md += ["Failures:", "", *[f"- {f}" for f in failures[:20]], ""]
         a.out.with_suffix(".md").write_text("\n".join(md), encoding="utf-8")
