@@ -8,9 +8,9 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -256,34 +256,51 @@ class Routes:
         env = Envelope("chat.completion.chunk", self.s.ctx.model_name)
         rid = _request_id(request)
 
-        async def events() -> AsyncIterator[bytes]:
+        async def events() -> AsyncGenerator[bytes, None]:
             results: dict[int, ChatResult] = {}
+            for i in range(len(streams)):
+                yield event(env.wrap([{"index": i, "delta": {"role": "assistant", "content": ""},
+                                       "logprobs": None, "finish_reason": None}]))
+            iters: list[AsyncIterator[ChatDelta]] = list(streams)
+            if first is not _NOTHING:
+                iters[0] = prepend(first, streams[0])
+            async for i, d in merge(iters):
+                if d is END:
+                    result = streams[i].result
+                    assert result is not None
+                    results[i] = result
+                    calls = bool(result.tool_calls)
+                    yield event(env.wrap([{"index": i, "delta": {}, "logprobs": None,
+                                           "finish_reason": schemas.finish_reason(result.finish_reason, calls)}],
+                                         timings=schemas.timings([result.stats])))
+                    continue
+                assert isinstance(d, ChatDelta)
+                delta = _delta_dict(d)
+                lp = self._chat_logprobs(d.logprobs) if req.logprobs else None
+                if delta or lp:
+                    yield event(env.wrap([{"index": i, "delta": delta, "logprobs": lp,
+                                           "finish_reason": None}]))
+            stats = [results[i].stats for i in sorted(results)]
+            if req.include_usage:
+                yield event(env.wrap([], usage=schemas.usage(stats), timings=schemas.timings(stats)))
+
+        return self._event_stream(events(), rid, streams, ticket)
+
+    def _event_stream(self, events: AsyncGenerator[bytes, None], rid: str, streams: Sequence[_Closable],
+                      ticket: Ticket) -> _EventStream:
+        """A streamed route's response: ``events``, then ``[DONE]``. An error once the headers are
+        sent is reported in-band before ``[DONE]``; however it ends (client gone, shutdown), the
+        engine streams are closed and the admission ticket released."""
+
+        async def close() -> None:
+            for st in streams:
+                await st.aclose()
+            ticket.release()
+
+        async def framed() -> AsyncIterator[bytes]:
             try:
-                for i in range(len(streams)):
-                    yield event(env.wrap([{"index": i, "delta": {"role": "assistant", "content": ""},
-                                           "logprobs": None, "finish_reason": None}]))
-                iters: list[AsyncIterator[ChatDelta]] = list(streams)
-                if first is not _NOTHING:
-                    iters[0] = prepend(first, streams[0])
-                async for i, d in merge(iters):
-                    if d is END:
-                        result = streams[i].result
-                        assert result is not None
-                        results[i] = result
-                        calls = bool(result.tool_calls)
-                        yield event(env.wrap([{"index": i, "delta": {}, "logprobs": None,
-                                               "finish_reason": schemas.finish_reason(result.finish_reason, calls)}],
-                                             timings=schemas.timings([result.stats])))
-                        continue
-                    assert isinstance(d, ChatDelta)
-                    delta = _delta_dict(d)
-                    lp = self._chat_logprobs(d.logprobs) if req.logprobs else None
-                    if delta or lp:
-                        yield event(env.wrap([{"index": i, "delta": delta, "logprobs": lp,
-                                               "finish_reason": None}]))
-                stats = [results[i].stats for i in sorted(results)]
-                if req.include_usage:
-                    yield event(env.wrap([], usage=schemas.usage(stats), timings=schemas.timings(stats)))
+                async for e in events:
+                    yield e
                 yield DONE
             except (asyncio.CancelledError, ClientGone, GeneratorExit):
                 raise
@@ -291,14 +308,10 @@ class Routes:
                 yield event(from_exception(exc, n_ctx=self.s.model.n_ctx).body())
                 yield DONE
             finally:
+                await events.aclose()
                 await close()
 
-        async def close() -> None:
-            for st in streams:
-                await st.aclose()
-            ticket.release()
-
-        return _EventStream(events(), rid, close)
+        return _EventStream(framed(), rid, close)
 
     # -- completions -----------------------------------------------------------------------------
     async def completions(self, request: Request) -> Response:
@@ -338,46 +351,32 @@ class Routes:
             raise
         env = Envelope("text_completion", self.s.ctx.model_name)
 
-        async def events() -> AsyncIterator[bytes]:
+        async def events() -> AsyncGenerator[bytes, None]:
             outs: dict[int, GenerationOutput] = {}
             offsets = [0] * len(streams)
-            try:
-                iters: list[AsyncIterator[GenerationChunk]] = list(streams)
-                if first is not _NOTHING:
-                    iters[0] = prepend(first, streams[0])
-                async for i, c in merge(iters):
-                    if c is END:
-                        out = streams[i].result
-                        assert out is not None
-                        outs[i] = out
-                        yield event(env.wrap([{"index": i, "text": "", "logprobs": None,
-                                               "finish_reason": schemas.finish_reason(out.finish_reason)}],
-                                             timings=schemas.timings([out.stats])))
-                        continue
-                    assert isinstance(c, GenerationChunk)
-                    lp = self._completion_logprobs(c.logprobs, offsets[i]) if req.logprobs is not None else None
-                    offsets[i] += len(c.text)
-                    if c.text or lp:
-                        yield event(env.wrap([{"index": i, "text": c.text, "logprobs": lp,
-                                               "finish_reason": None}]))
-                stats = [outs[i].stats for i in sorted(outs)]
-                if req.include_usage:
-                    yield event(env.wrap([], usage=schemas.usage(stats), timings=schemas.timings(stats)))
-                yield DONE
-            except (asyncio.CancelledError, ClientGone, GeneratorExit):
-                raise
-            except Exception as exc:
-                yield event(from_exception(exc, n_ctx=self.s.model.n_ctx).body())
-                yield DONE
-            finally:
-                await close()
+            iters: list[AsyncIterator[GenerationChunk]] = list(streams)
+            if first is not _NOTHING:
+                iters[0] = prepend(first, streams[0])
+            async for i, c in merge(iters):
+                if c is END:
+                    out = streams[i].result
+                    assert out is not None
+                    outs[i] = out
+                    yield event(env.wrap([{"index": i, "text": "", "logprobs": None,
+                                           "finish_reason": schemas.finish_reason(out.finish_reason)}],
+                                         timings=schemas.timings([out.stats])))
+                    continue
+                assert isinstance(c, GenerationChunk)
+                lp = self._completion_logprobs(c.logprobs, offsets[i]) if req.logprobs is not None else None
+                offsets[i] += len(c.text)
+                if c.text or lp:
+                    yield event(env.wrap([{"index": i, "text": c.text, "logprobs": lp,
+                                           "finish_reason": None}]))
+            stats = [outs[i].stats for i in sorted(outs)]
+            if req.include_usage:
+                yield event(env.wrap([], usage=schemas.usage(stats), timings=schemas.timings(stats)))
 
-        async def close() -> None:
-            for st in streams:
-                await st.aclose()
-            ticket.release()
-
-        return _EventStream(events(), _request_id(request), close)
+        return self._event_stream(events(), _request_id(request), streams, ticket)
 
 
 _NOTHING: Any = object()
@@ -410,6 +409,12 @@ def _delta_dict(d: ChatDelta) -> dict[str, Any]:
             call["function"] = fn
             out["tool_calls"].append(call)
     return out
+
+
+class _Closable(Protocol):
+    """An engine stream a route holds (AsyncGenerationStream, AsyncChatStream)."""
+
+    async def aclose(self) -> None: ...
 
 
 class _EventStream(EventStreamResponse):
