@@ -17,6 +17,8 @@ from typing import Any, Callable
 
 import pytest
 
+from tests.rpc_servers import RpcServer
+
 
 def _builder_fingerprint() -> str:
     import llama_mtp.synthetic as synthetic
@@ -120,3 +122,14 @@ def python_sigint_handler() -> Iterator[None]:
         if previous is not signal.default_int_handler:
             # None: set outside Python; SIG_DFL is what such a process started with
             signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+
+
+@pytest.fixture()
+def two_servers() -> Iterator[tuple[RpcServer, RpcServer]]:
+    """Two ``llama-mtp rpc-server`` processes on loopback, stopped afterwards."""
+    a, b = RpcServer(), RpcServer()
+    try:
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()

@@ -35,16 +35,6 @@ def greedy(n: int) -> SamplingParams:
 
 
 @pytest.fixture()
-def two_servers() -> Iterator[tuple[RpcServer, RpcServer]]:
-    a, b = RpcServer(), RpcServer()
-    try:
-        yield a, b
-    finally:
-        a.stop()
-        b.stop()
-
-
-@pytest.fixture()
 def llama_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
     """llama.cpp's INFO lines (load_tensors reports each device's share) in caplog."""
     before = llama_mtp.get_log_level()

@@ -65,16 +65,6 @@ def tokens(path: Path) -> list[int]:
         return vocab.tokenize(PROMPT, add_special=True, parse_special=True)
 
 
-@pytest.fixture()
-def two_servers() -> Iterator[tuple[RpcServer, RpcServer]]:
-    a, b = RpcServer(), RpcServer()
-    try:
-        yield a, b
-    finally:
-        a.stop()
-        b.stop()
-
-
 def test_split_options_are_checked_against_the_devices(
         tiny_model_path: Path, two_servers: tuple[RpcServer, RpcServer]) -> None:
     """With two RPC servers there are two devices: three proportions, or main_gpu 2, are wrong."""
