@@ -350,26 +350,44 @@ void Engine::fail(Slot& slot, std::exception_ptr error) {
     slot.release();
 }
 
+bool Engine::adaptive_admits_drafting() {
+    const int max_depth = speculator_->options().n_max;
+    const int depth = best_draft_depth(
+        acceptance_.p(), [&](int rows) { return step_costs_.seconds(rows); },
+        [&](int d) { return draft_costs_.seconds(d); }, max_depth);
+    // The drafting depth can change only while no sequence is mid-generation with a draft.
+    const bool busy = std::any_of(slots_.begin(), slots_.end(), [](const auto& s) {
+        return s->state() == Slot::State::kGenerating && s->speculate();
+    });
+    if (depth > 0) {
+        if (!busy) speculator_->set_depth(depth);
+        adaptive_plain_requests_ = 0;
+        return true;
+    }
+    // Plain decoding wins at every depth, on costs and acceptance measured here. Even at k = 0 a
+    // speculating sequence pays for the MTP head following every token (its cache must stay in
+    // step for a draft to be possible) and for its shadow probes, so such a request is served
+    // with no MTP work at all -- except every kAdaptiveRecheckEvery-th one, which speculates
+    // (and probes) to notice when drafting starts to pay.
+    bool measured = false;
+    for (int d = 1; d <= max_depth; ++d) measured = measured || draft_costs_.known(d);
+    if (!measured) return true;
+    if (++adaptive_plain_requests_ >= kAdaptiveRecheckEvery) {
+        adaptive_plain_requests_ = 0;
+        return true;
+    }
+    return false;
+}
+
 void Engine::start(Slot& slot, Pending&& pending) {
     const RequestOptions& opts = pending.request->options();
-    const bool speculate = opts.speculator.enabled() && speculator_ != nullptr;
+    bool speculate = opts.speculator.enabled() && speculator_ != nullptr;
+    if (speculate && speculator_->options().adaptive) speculate = adaptive_admits_drafting();
     llama_memory_t mem_dft = speculator_ ? speculator_->mem_dft() : nullptr;
     if (!opts.cache_prompt || (speculate && !slot.draft_synced)) slot.cache().clear(mem_dft);
     const size_t n_reused = slot.cache().reuse(opts.prompt, mem_dft);
     if (n_reused == 0) slot.draft_synced = speculate;  // cleared: both memories start empty
     const int32_t n_draft = speculate ? std::min(opts.speculator.n_max, speculator_->options().n_max) : 0;
-    if (speculate && speculator_->options().adaptive) {
-        // The drafting depth can change only while no sequence is mid-generation with a draft.
-        const bool busy = std::any_of(slots_.begin(), slots_.end(), [](const auto& s) {
-            return s->state() == Slot::State::kGenerating && s->speculate();
-        });
-        if (!busy) {
-            const int depth = best_draft_depth(
-                acceptance_.p(), [&](int rows) { return step_costs_.seconds(rows); },
-                [&](int d) { return draft_costs_.seconds(d); }, speculator_->options().n_max);
-            if (depth > 0) speculator_->set_depth(depth);
-        }
-    }
     slot.start(std::move(pending.request), std::move(pending.sampler), speculate, n_draft, n_reused,
                llama_model_get_vocab(handle_.get()));
     {

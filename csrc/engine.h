@@ -107,6 +107,10 @@ private:
     void configure_speculator(const SpeculatorOptions& wanted);
     void free_context();
     void start(Slot& slot, Pending&& pending);
+    // Adaptive speculation, when a request starts: sets the drafting depth; false when the
+    // request is to be served plainly (no MTP work at all).
+    bool adaptive_admits_drafting();
+    static constexpr int kAdaptiveRecheckEvery = 4;
     void finish(Slot& slot);
     void fail(Slot& slot, std::exception_ptr error);
     void fail_all(std::exception_ptr error);
@@ -136,6 +140,8 @@ private:
     StepCosts step_costs_;
     DraftCosts draft_costs_;
     AcceptanceEstimate acceptance_;
+    // Requests served without any MTP work since drafting last looked worth it (see start()).
+    int adaptive_plain_requests_ = 0;
 
     // Shared with callers, under mutex_.
     mutable std::mutex mutex_;

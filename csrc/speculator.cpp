@@ -60,6 +60,31 @@ void validate_speculator(const SpeculatorOptions& o) {
     }
 }
 
+namespace {
+
+// A separately loaded draft model (draft-simple's, or an MTP sidecar), placed by the speculator's
+// own devices, GPU layers and tensor overrides.
+llama_model* load_draft_model(const SpeculatorOptions& options, const Placement* placement, bool load_mtp,
+                              const char* what) {
+    llama_model_params mp = llama_model_default_params();
+    std::vector<ggml_backend_dev_t> devices;  // referenced by mp until the load returns
+    if (placement) placement->apply_draft(mp, options.devices, devices);
+    mp.n_gpu_layers = options.gpu_layers;
+    const TensorOverrides overrides(options.tensor_placement(),
+                                    placement ? placement->devices() : std::vector<ggml_backend_dev_t>{});
+    overrides.apply(mp);
+    mp.load_mtp = load_mtp;
+    clear_thread_errors();
+    llama_model* model = llama_model_load_from_file(options.model_path.c_str(), mp);
+    if (model == nullptr) {
+        throw ModelLoadError(std::string("could not load ") + what + " '" + options.model_path + "': " +
+                             take_thread_errors());
+    }
+    return model;
+}
+
+}  // namespace
+
 Speculator::Speculator(const SpeculatorOptions& options, llama_model* model_tgt, bool mtp_loaded,
                        llama_context* ctx_tgt, const llama_context_params& cp_tgt, uint32_t n_seq,
                        const Placement* placement)
@@ -80,20 +105,7 @@ Speculator::Speculator(const SpeculatorOptions& options, llama_model* model_tgt,
     if (want_mtp && !options.model_path.empty()) {
         // The MTP head shipped as a separate GGUF (`mtp-*.gguf`): load it as its own model and run
         // its MTP context next to the target.
-        llama_model_params mp = llama_model_default_params();
-        std::vector<ggml_backend_dev_t> devices;
-        if (placement) placement->apply_draft(mp, options.devices, devices);
-        mp.n_gpu_layers = options.gpu_layers;
-        const TensorOverrides overrides(options.tensor_placement(),
-                                        placement ? placement->devices() : std::vector<ggml_backend_dev_t>{});
-        overrides.apply(mp);
-        mp.load_mtp = true;
-        clear_thread_errors();
-        model_dft_ = llama_model_load_from_file(options.model_path.c_str(), mp);
-        if (model_dft_ == nullptr) {
-            throw ModelLoadError("could not load the MTP sidecar '" + options.model_path + "': " +
-                                 take_thread_errors());
-        }
+        model_dft_ = load_draft_model(options, placement, /*load_mtp=*/true, "the MTP sidecar");
         if (llama_model_n_layer_nextn(model_dft_) != 1 ||
             llama_model_n_embd(model_dft_) != llama_model_n_embd_out(model_tgt)) {
             llama_model_free(model_dft_);
@@ -134,19 +146,7 @@ Speculator::Speculator(const SpeculatorOptions& options, llama_model* model_tgt,
         if (options.model_path.empty()) {
             throw InvalidArgument("draft-simple needs a draft model: Speculator.draft_model(path, ...)");
         }
-        llama_model_params mp = llama_model_default_params();
-        std::vector<ggml_backend_dev_t> devices;
-        if (placement) placement->apply_draft(mp, options.devices, devices);
-        mp.n_gpu_layers = options.gpu_layers;
-        const TensorOverrides overrides(options.tensor_placement(),
-                                        placement ? placement->devices() : std::vector<ggml_backend_dev_t>{});
-        overrides.apply(mp);
-        clear_thread_errors();
-        model_dft_ = llama_model_load_from_file(options.model_path.c_str(), mp);
-        if (model_dft_ == nullptr) {
-            throw ModelLoadError("could not load the draft model '" + options.model_path + "': " +
-                                 take_thread_errors());
-        }
+        model_dft_ = load_draft_model(options, placement, /*load_mtp=*/false, "the draft model");
         dft_recurrent_ = llama_model_is_recurrent(model_dft_) || llama_model_is_hybrid(model_dft_);
         cd.ctx_type = LLAMA_CONTEXT_TYPE_DEFAULT;
         cd.ctx_other = nullptr;

@@ -91,6 +91,26 @@ def test_auto_is_lossless(synthetic_model: ModelFactory, agreement: float) -> No
             assert hist[0] > sum(hist[1:]), hist
 
 
+def test_auto_serves_plainly_when_drafting_never_pays(synthetic_model: ModelFactory) -> None:
+    """At agreement 0 no draft is ever accepted, so no depth pays: once that is measured, auto's
+    requests run with no MTP work at all (no drafting, no MTP head following the tokens), except
+    every 4th, which speculates again to notice a change."""
+    path = synthetic_model(mtp_agreement=0.0, vocab_size=4096)
+    params = SamplingParams.greedy(max_tokens=48)
+    with Model(path, n_ctx=2048, n_threads=1) as model:
+        base = model.generate(PROMPT, params)
+        spec = Speculator.mtp("auto")
+        learn = model.generate(PROMPT, params, speculator=spec)
+        assert learn.tokens == base.tokens and sum(learn.stats.draft_len_histogram) > 0
+        speculated = []
+        for _ in range(8):
+            out = model.generate(PROMPT, params, speculator=spec)
+            assert out.tokens == base.tokens
+            speculated.append(sum(out.stats.draft_len_histogram) > 0)
+            assert speculated[-1] or out.stats.draft_n == 0
+        assert speculated == [False, False, False, True] * 2, speculated
+
+
 def test_auto_from_every_spelling() -> None:
     assert Speculator.mtp("auto") == Speculator.auto() == Speculator("draft-mtp", n_max=3, adaptive=True)
     assert Speculator.from_config({"method": "mtp", "num_speculative_tokens": "auto"}).adaptive
@@ -156,7 +176,6 @@ def test_auto_on_text_whose_agreement_varies(synthetic_model: ModelFactory) -> N
         params = SamplingParams.greedy(max_tokens=480, ignore_eos=True)  # three 160-token cycles
         base = model.generate(prompt, params)
         spec = Speculator.mtp("auto")
-        for _ in range(2):  # the second request starts from what the first learned
+        for _ in range(3):  # later requests start from what the first ones learned
             auto = model.generate(prompt, params, speculator=spec)
             assert auto.tokens == base.tokens
-            assert sum(auto.stats.draft_len_histogram) > 0
