@@ -2,10 +2,13 @@
 ``n_max``, on the synthetic bench model at several MTP agreements and quantizations, and on the
 ``varying`` behaviour (agreement alternating between 1 and 0 along the text).
 
-Each cell is one model loaded once in this process; after a warm-up (which also lets ``auto``
-learn this machine's step and drafting costs), ``--rounds`` rounds each run every mode once, in
-an order that rotates every round, on the same prompt (greedy, ``cache_prompt=False``). A mode's
-speed is the median of its generation tok/s over the rounds; the cell reports auto / the best
+Each cell loads the model once per mode in this process (every mode its own engine: a model's
+speculator is fixed, and auto keeps what it learns -- costs, acceptance -- across its requests,
+as it does for a user); after a warm-up request each (which lets ``auto`` measure this machine's
+step and drafting costs), ``--rounds`` rounds each run every mode once, in an order that
+rotates every round, on the same prompt (greedy, ``cache_prompt=False``). A mode's speed is the
+median of its generation tok/s over the rounds (the mean is reported too: auto re-checks with a
+speculating request every 4th request when it serves plainly); the cell reports auto / the best
 other mode. Interleaving the modes in one process exposes them to the same machine drift.
 
     python benches/adaptive.py --out adaptive-t2                      # the full table
@@ -75,20 +78,32 @@ def main() -> int:
         speeds: dict[str, list[float]] = {m: [] for m in MODES}
         hist: list[int] = []
         tokens: dict[str, list[int]] = {}
-        with Model(path, n_ctx=2048, n_threads=a.threads, n_threads_batch=a.threads) as model:
+        models = {m: Model(path, n_ctx=2048, n_threads=a.threads, n_threads_batch=a.threads,
+                           speculator=specs[m]) for m in MODES}
+        auto_drafted: list[bool] = []
+        try:
             for m in MODES:  # warm-up: pages in the weights, auto learns the costs
-                model.generate(prompt, greedy, speculator=specs[m], cache_prompt=False)
+                models[m].generate(prompt, greedy, speculator=specs[m], cache_prompt=False)
             for rnd in range(a.rounds):
                 order = MODES[rnd % len(MODES):] + MODES[:rnd % len(MODES)]
                 for m in order:
-                    out = model.generate(prompt, greedy, speculator=specs[m], cache_prompt=False)
+                    out = models[m].generate(prompt, greedy, speculator=specs[m], cache_prompt=False)
                     speeds[m].append(out.stats.predicted_per_second)
                     tokens.setdefault(m, out.tokens)
                     if m == "auto":
-                        hist = out.stats.draft_len_histogram
+                        h = out.stats.draft_len_histogram
+                        auto_drafted.append(sum(h) > 0)
+                        if h:  # empty for a request served plainly
+                            hist = [x + y for x, y in zip(hist, h)] if hist else list(h)
+        finally:
+            for model in models.values():
+                model.close()
         med = {m: statistics.median(v) for m, v in speeds.items()}
         best_other = max((m for m in MODES if m != "auto"), key=lambda m: med[m])
         row = {"quant": q, "agreement": ag, **{f"{m}_tps": round(med[m], 3) for m in MODES},
+               "auto_mean_tps": round(statistics.mean(speeds["auto"]), 3),
+               "auto_mean/best": round(statistics.mean(speeds["auto"]) / med[best_other], 4),
+               "auto_speculating_requests": f"{sum(auto_drafted)}/{len(auto_drafted)}",
                "best_other": best_other, "auto/best": round(med["auto"] / med[best_other], 4),
                "auto_draft_lengths": hist,
                "same_tokens": all(t == tokens["plain"] for t in tokens.values())}
@@ -100,13 +115,14 @@ def main() -> int:
              f"- bench preset (vocab 110080), -t {a.threads}, {a.n_predict} tokens greedy, "
              f"{a.rounds} interleaved rounds after a warm-up; {time.time() - started:.0f} s", "",
              "| quant | agreement | plain | MTP1 | MTP2 | MTP3 | auto | auto / best other | "
-             "auto's draft lengths (k: steps) | same tokens |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
+             "auto mean / best | auto's speculating requests | auto's draft lengths (k: steps) | same tokens |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
     for r in rows:
         chosen = ", ".join(f"{k}: {n}" for k, n in enumerate(r["auto_draft_lengths"]) if n)
         lines.append(f"| {r['quant']} | {r['agreement']} | {r['plain_tps']:.2f} | {r['mtp1_tps']:.2f} | "
                      f"{r['mtp2_tps']:.2f} | {r['mtp3_tps']:.2f} | {r['auto_tps']:.2f} | "
-                     f"{r['auto/best']:.3f} ({r['best_other']}) | {chosen} | {r['same_tokens']} |")
+                     f"{r['auto/best']:.3f} ({r['best_other']}) | {r['auto_mean/best']:.3f} | "
+                     f"{r['auto_speculating_requests']} | {chosen or '-'} | {r['same_tokens']} |")
     md = "\n".join(lines) + "\n"
     bench.RESULTS.mkdir(parents=True, exist_ok=True)
     (bench.RESULTS / f"{a.out}.md").write_text(md)
