@@ -92,8 +92,11 @@ def report(plain: GenerationOutput, mtp: GenerationOutput, auto: GenerationOutpu
     print('\n--- MTP on, adaptive (draft-mtp, n_max "auto") ---')
     print("\n".join(timing_lines(auto.stats)))
     hist = auto.stats.draft_len_histogram
-    if hist:
+    if sum(hist):
         print("draft lengths chosen: " + ", ".join(f"{k}: {n}" for k, n in enumerate(hist) if n))
+    else:
+        print("draft lengths chosen: none -- no draft length paid on the first run, so this one was "
+              "decoded plainly, with no MTP work (auto speculates again every 4th such request)")
     base = plain.stats.predicted_per_second
     speedup = mtp.stats.predicted_per_second / base if base else 0.0
     auto_speedup = auto.stats.predicted_per_second / base if base else 0.0
