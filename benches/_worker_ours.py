@@ -1,7 +1,10 @@
 """Benchmark worker for llama-mtp: one model loaded, JSON requests on stdin, JSON results on stdout.
 
 Config (argv[1]): {"model", "threads", "n_ctx", "n_batch", "n_ubatch"} and optionally
-"model_kwargs" (further Model keyword arguments, e.g. {"load_mtp": false}).
+"spec_n_max" (the MTP speculator fixed at load, as llama-server's --spec-type draft-mtp
+--spec-draft-n-max K: the first request then does not configure it) and "model_kwargs" (further
+Model keyword arguments, e.g. {"load_mtp": false}). Loaded without the warm-up decode, as the
+benchmarks start llama-server (--no-warmup).
 Request:  {"prompt_file": PATH, "n_predict": N, "n_max": K (0 = plain), "stream": false}
 Reply:    {"prompt_n", "prompt_ms", "predicted_n", "predicted_ms", "draft_n",
            "draft_n_accepted", "tokens"}  (llama-server's timing names)
@@ -12,6 +15,7 @@ Batch:    {"prompt_files": [PATH, ...], ...} generates all prompts at once (one 
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 import time
@@ -25,9 +29,13 @@ def main() -> int:
     from llama_mtp import Model, SamplingParams, Speculator
 
     cfg = json.loads(sys.argv[1])
+    kwargs: dict[str, Any] = dict(cfg.get("model_kwargs", {}))
+    if "warmup" in inspect.signature(Model).parameters:  # a build before it had no warm-up
+        kwargs.setdefault("warmup", False)
+    if cfg.get("spec_n_max"):
+        kwargs.setdefault("speculator", Speculator.mtp(int(cfg["spec_n_max"])))
     model = Model(cfg["model"], n_threads=cfg["threads"], n_threads_batch=cfg["threads"],
-                  n_ctx=cfg["n_ctx"], n_batch=cfg["n_batch"], n_ubatch=cfg["n_ubatch"],
-                  **cfg.get("model_kwargs", {}))
+                  n_ctx=cfg["n_ctx"], n_batch=cfg["n_batch"], n_ubatch=cfg["n_ubatch"], **kwargs)
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         req = json.loads(line)

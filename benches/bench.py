@@ -385,7 +385,8 @@ class Block:
         key = "ours-mtp" if mtp else "ours"
         if key not in self.workers:
             c = {"model": str(self.model), "threads": self.cfg.threads, "n_ctx": self.cfg.n_ctx,
-                 "n_batch": self.cfg.n_batch, "n_ubatch": self.cfg.n_ubatch}
+                 "n_batch": self.cfg.n_batch, "n_ubatch": self.cfg.n_ubatch,
+                 "spec_n_max": self.cfg.n_max if mtp else 0}
             self.workers[key] = JsonWorker([sys.executable, str(HERE / "_worker_ours.py"),
                                             json.dumps(c)])
         w: JsonWorker = self.workers[key]

@@ -93,8 +93,10 @@ class Contender:
             kwargs.setdefault("n_parallel", clients)
         if kv_unified is not None:
             kwargs.setdefault("kv_unified", kv_unified)
+        # an -mtp contender fixes its speculator at load, as llama-server is started with it
         wcfg = {"model": str(model), "threads": cfg.threads, "n_ctx": cfg.n_ctx,
-                "n_batch": cfg.n_batch, "n_ubatch": cfg.n_ubatch, "model_kwargs": kwargs}
+                "n_batch": cfg.n_batch, "n_ubatch": cfg.n_ubatch, "model_kwargs": kwargs,
+                "spec_n_max": self.n_max}
         self.engine = bench.JsonWorker(bench.pin_prefix(cpu) + [
             python, str(HERE / "_worker_ours.py"), json.dumps(wcfg)])
 

@@ -206,7 +206,8 @@ void bind_engine(py::module_& m) {
         .def(py::init<>())
         .def_readwrite("n_parallel", &EngineOptions::n_parallel)
         .def_readwrite("max_queue", &EngineOptions::max_queue)
-        .def_readwrite("speculator", &EngineOptions::speculator);
+        .def_readwrite("speculator", &EngineOptions::speculator)
+        .def_readwrite("warmup", &EngineOptions::warmup);
 
     py::class_<EngineMetrics>(m, "EngineMetrics", "Native engine counters (see llama_mtp.EngineMetrics).")
         .def_readonly("n_parallel", &EngineMetrics::n_parallel)

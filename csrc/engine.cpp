@@ -44,6 +44,14 @@ Engine::Engine(std::shared_ptr<Model> model, const ContextOptions& context, cons
             throw;
         }
     }
+    if (options_.warmup) {
+        try {
+            warm_up();
+        } catch (...) {
+            free_context();
+            throw;
+        }
+    }
     thread_ = std::thread([this] { run(); });
 }
 
@@ -137,6 +145,26 @@ void Engine::create_context(uint32_t n_draft_max) {
     }
 }
 
+void Engine::warm_up() {
+    // As common_init_from_params: BOS and EOS (what the vocabulary has) in sequence 0, then the
+    // memory cleared. Only the target context: a draft context is warmed by its first request.
+    const llama_vocab* vocab = llama_model_get_vocab(handle_.get());
+    std::vector<llama_token> tokens;
+    if (llama_vocab_bos(vocab) != LLAMA_TOKEN_NULL) tokens.push_back(llama_vocab_bos(vocab));
+    if (llama_vocab_eos(vocab) != LLAMA_TOKEN_NULL) tokens.push_back(llama_vocab_eos(vocab));
+    if (tokens.empty()) tokens.push_back(0);
+    clear_thread_errors();
+    common_batch batch = common_batch_get_one(ctx_, tokens);
+    const int32_t rc = llama_process(ctx_, LLAMA_PROCESS_TYPE_DECODE, batch.get());
+    llama_memory_clear(llama_get_memory(ctx_), true);
+    llama_synchronize(ctx_);
+    llama_perf_context_reset(ctx_);
+    if (rc != 0) {
+        throw DecodeError("the warm-up decode failed (llama.cpp status " + std::to_string(rc) +
+                          "): " + take_thread_errors() + "; load with warmup=False (--no-warmup) to skip it");
+    }
+}
+
 bool Engine::wants_speculator(const SpeculatorOptions& wanted) const {
     if (!wanted.enabled()) return false;
     if (!speculator_ || !speculator_->serves(wanted)) return true;
@@ -151,7 +179,9 @@ void Engine::configure_speculator(const SpeculatorOptions& wanted) {
                                                options_.n_parallel, &model_->placement());
     step_costs_ = StepCosts();
     draft_costs_ = DraftCosts();
-    acceptance_ = AcceptanceEstimate(wanted.n_max);
+    acceptance_ = AcceptanceEstimate(wanted.n_max, 0.8, kEngineAcceptanceWeight);
+    adaptive_plain_requests_ = 0;
+    adaptive_recheck_every_ = kAdaptiveRecheckFirst;
     std::lock_guard<std::mutex> lock(mutex_);
     auto& per_pos = metrics_.spec_decode_num_accepted_tokens_per_pos;
     per_pos.resize(std::max<size_t>(per_pos.size(), static_cast<size_t>(speculator_->n_max())), 0);
@@ -362,18 +392,20 @@ bool Engine::adaptive_admits_drafting() {
     if (depth > 0) {
         if (!busy) speculator_->set_depth(depth);
         adaptive_plain_requests_ = 0;
+        adaptive_recheck_every_ = kAdaptiveRecheckFirst;
         return true;
     }
     // Plain decoding wins at every depth, on costs and acceptance measured here. Even at k = 0 a
     // speculating sequence pays for the MTP head following every token (its cache must stay in
     // step for a draft to be possible) and for its shadow probes, so such a request is served
-    // with no MTP work at all -- except every kAdaptiveRecheckEvery-th one, which speculates
-    // (and probes) to notice when drafting starts to pay.
+    // with no MTP work at all -- except now and then one (adaptive_recheck_every_) that
+    // speculates (and probes) to notice when drafting starts to pay.
     bool measured = false;
     for (int d = 1; d <= max_depth; ++d) measured = measured || draft_costs_.known(d);
     if (!measured) return true;
-    if (++adaptive_plain_requests_ >= kAdaptiveRecheckEvery) {
+    if (++adaptive_plain_requests_ >= adaptive_recheck_every_) {
         adaptive_plain_requests_ = 0;
+        adaptive_recheck_every_ = std::min(adaptive_recheck_every_ * 2, kAdaptiveRecheckMax);
         return true;
     }
     return false;

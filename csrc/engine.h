@@ -40,6 +40,9 @@ struct EngineOptions {
     // anything else is rejected. Unset: the first speculating request configures it, and a
     // request asking for another one waits until the engine is idle to reconfigure it.
     std::optional<SpeculatorOptions> speculator;
+    // One throwaway decode at construction (llama.cpp's tools do it unless --no-warmup), so that
+    // the first request does not pay the first graph's allocations and weight page-ins.
+    bool warmup = false;
 };
 
 // Counters since the engine started (llama-server's /metrics and vLLM's spec_decode_* names).
@@ -104,13 +107,21 @@ private:
     void step(std::vector<Pending>& admitted);
     bool wants_speculator(const SpeculatorOptions& wanted) const;
     void create_context(uint32_t n_draft_max);
+    void warm_up();
     void configure_speculator(const SpeculatorOptions& wanted);
     void free_context();
     void start(Slot& slot, Pending&& pending);
     // Adaptive speculation, when a request starts: sets the drafting depth; false when the
     // request is to be served plainly (no MTP work at all).
     bool adaptive_admits_drafting();
-    static constexpr int kAdaptiveRecheckEvery = 4;
+    // A request served plainly speculates again after 4 such requests, then after twice as many
+    // each time the recheck finds that drafting still does not pay (at most 32): a text where it
+    // never pays then loses a few per mille, not a quarter of a request in four.
+    static constexpr int kAdaptiveRecheckFirst = 4;
+    static constexpr int kAdaptiveRecheckMax = 32;
+    // The engine's acceptance (deciding the depth between requests, and seeding new sequences)
+    // remembers ~20 verifications per position: one request's last few drafts must not decide.
+    static constexpr double kEngineAcceptanceWeight = 0.05;
     void finish(Slot& slot);
     void fail(Slot& slot, std::exception_ptr error);
     void fail_all(std::exception_ptr error);
@@ -142,6 +153,7 @@ private:
     AcceptanceEstimate acceptance_;
     // Requests served without any MTP work since drafting last looked worth it (see start()).
     int adaptive_plain_requests_ = 0;
+    int adaptive_recheck_every_ = kAdaptiveRecheckFirst;
 
     // Shared with callers, under mutex_.
     mutable std::mutex mutex_;

@@ -39,6 +39,20 @@ def test_plain_greedy_matches_the_known_continuation(tiny: Model, tiny_model_pat
     assert out.text == tiny.detokenize(out.tokens)
 
 
+@pytest.mark.parametrize("speculator", [None, Speculator.mtp(2)])
+def test_the_warm_up_at_load_leaves_nothing_behind(tiny_model_path: Path, speculator: Speculator | None) -> None:
+    """The context is made at load and warmed with one throwaway decode (llama.cpp's default): the
+    first request then finds an empty cache and gives what a model loaded without it gives."""
+    outs = []
+    for warmup in (True, False):
+        with Model(tiny_model_path, n_ctx=1024, n_threads=1, warmup=warmup, speculator=speculator) as model:
+            assert model.metrics().requests_finished_total == 0
+            out = model.generate(PROMPT, greedy(24))
+            assert out.stats.cache_n == 0 and out.stats.prompt_n == len(model.tokenize(PROMPT))
+            outs.append(out.tokens)
+    assert outs[0] == outs[1]
+
+
 @pytest.mark.parametrize("agreement", [0.0, 0.5, 0.8, 1.0])
 def test_mtp_is_lossless_at_every_agreement(synthetic_model: ModelFactory, agreement: float) -> None:
     path = synthetic_model(mtp_agreement=agreement)

@@ -462,6 +462,7 @@ class EngineOptions:
     Slots, queue and speculator of an engine.
     """
     speculator: SpeculatorOptions | None
+    warmup: bool
     def __init__(self) -> None:
         ...
     @property

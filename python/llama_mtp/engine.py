@@ -114,13 +114,16 @@ class Engine:
         speculator: the engine's speculator, fixed for its lifetime; ``None`` lets the first
             speculating request choose it (and a later, different one reconfigure it when the
             engine is idle).
+        warmup: one throwaway decode now (llama.cpp's default; ``--no-warmup`` skips it), so
+            that the first request does not pay the first graph's costs.
     """
 
     def __init__(self, model: _core.Model, context: _core.ContextOptions, *, n_parallel: int = 1,
-                 max_queue: int = 1024, speculator: Speculator | None = None) -> None:
+                 max_queue: int = 1024, speculator: Speculator | None = None, warmup: bool = False) -> None:
         options = _core.EngineOptions()
         options.n_parallel = int(n_parallel)
         options.max_queue = int(max_queue)
+        options.warmup = bool(warmup)
         if speculator is not None:
             options.speculator = speculator.to_native()
         self._native = _core.Engine(model, context, options)

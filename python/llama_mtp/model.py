@@ -87,6 +87,9 @@ class Model:
             argument chooses (switching speculators waits until no request runs).
         max_queue: requests that may wait for a slot; beyond, calls raise
             :class:`~llama_mtp.errors.QueueFullError`.
+        warmup: the context is created at load, as llama.cpp's tools do; with ``warmup`` one
+            throwaway decode runs too (``--no-warmup`` turns it off), so that the first request
+            does not pay the first graph's allocations and weight page-ins.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -125,6 +128,7 @@ class Model:
         kv_unified: bool = True,
         speculator: SpeculatorLike = None,
         max_queue: int = 1024,
+        warmup: bool = True,
     ) -> None:
         ensure_backend()
         if n_parallel < 1:
@@ -174,9 +178,12 @@ class Model:
         self._engine: Engine | None = None
         self._lock = threading.Lock()
         self._chat_sessions: dict[str, ChatSession] = {}
-        if self._speculator is not None and not vocab_only:
+        self._warmup = bool(warmup)
+        if not vocab_only:
             try:
-                self._get_engine()  # a speculator that cannot run fails here, at load
+                # the context at load, as llama.cpp: a speculator that cannot run, or a context
+                # that does not fit, fails here and not at the first request
+                self._get_engine()
             except BaseException:
                 self._native.close()
                 raise
@@ -420,7 +427,8 @@ class Model:
                 if self._vocab_only:
                     raise ValueError("this model was loaded with vocab_only=True: it cannot generate")
                 self._engine = Engine(self._live(), self._context_options, n_parallel=self._n_parallel,
-                                      max_queue=self._max_queue, speculator=self._speculator)
+                                      max_queue=self._max_queue, speculator=self._speculator,
+                                      warmup=self._warmup)
             return self._engine
 
     def _prompt_tokens(self, prompt: Prompt) -> list[int]:

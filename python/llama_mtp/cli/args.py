@@ -36,6 +36,8 @@ def add_model_args(p: argparse.ArgumentParser, *, model_required: bool = True) -
     g.add_argument("--mlock", action="store_true", help="lock the model in RAM")
     g.add_argument("--no-mmap", action="store_true", help="read the model instead of mapping it")
     g.add_argument("-nkvo", "--no-kv-offload", action="store_true", help="keep the KV cache off the GPU")
+    g.add_argument("--no-warmup", action="store_true",
+                   help="skip the throwaway decode at load (the first request then pays its costs)")
     g.add_argument("-np", "--parallel", dest="n_parallel", type=int, default=1,
                    help="sequence slots decoded together (continuous batching; -c is shared by them)")
     kvu = g.add_mutually_exclusive_group()
@@ -213,6 +215,7 @@ def model_kwargs(a: argparse.Namespace) -> dict[str, object]:
                 n_threads_batch=a.threads_batch, flash_attn=a.flash_attn, cache_type_k=a.cache_type_k,
                 cache_type_v=a.cache_type_v, use_mlock=a.mlock, use_mmap=not a.no_mmap,
                 offload_kqv=not a.no_kv_offload, n_parallel=a.n_parallel, kv_unified=a.kv_unified,
+                warmup=not a.no_warmup,
                 main_gpu=a.main_gpu, split_mode=a.split_mode, tensor_split=parse_tensor_split(a.tensor_split),
                 rpc_servers=rpc_servers_from(a), **tensor_placement_kwargs(a))
 
