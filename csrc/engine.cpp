@@ -385,6 +385,16 @@ bool Engine::adaptive_admits_drafting() {
     const int depth = best_draft_depth(
         acceptance_.p(), [&](int rows) { return step_costs_.seconds(rows); },
         [&](int d) { return draft_costs_.seconds(d); }, max_depth);
+    if (log_enabled(kDebug)) {
+        std::string line = "adaptive: depth " + std::to_string(depth) + " of " + std::to_string(max_depth) +
+                           "; acceptance per position";
+        for (double p : acceptance_.p()) line += " " + std::to_string(p).substr(0, 5);
+        line += "; step ms by rows";
+        for (int r = 1; r <= max_depth + 1; ++r) line += " " + std::to_string(step_costs_.seconds(r) * 1e3).substr(0, 6);
+        line += "; draft ms by depth";
+        for (int d = 1; d <= max_depth; ++d) line += " " + std::to_string(draft_costs_.seconds(d) * 1e3).substr(0, 6);
+        log_line(kDebug, line);
+    }
     // The drafting depth can change only while no sequence is mid-generation with a draft.
     const bool busy = std::any_of(slots_.begin(), slots_.end(), [](const auto& s) {
         return s->state() == Slot::State::kGenerating && s->speculate();

@@ -87,6 +87,10 @@ void set_log_sink(LogSink sink, int min_level) {
     apply_common_log_level(min_level);
 }
 
+void log_line(int level, std::string line) { emit(level, std::move(line)); }
+
+bool log_enabled(int level) { return level >= g_min_level.load(std::memory_order_relaxed); }
+
 std::string take_thread_errors() {
     std::string out;
     out.swap(t_errors);

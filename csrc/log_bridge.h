@@ -20,6 +20,11 @@ void install_log_bridge();
 // An empty sink detaches it.
 void set_log_sink(LogSink sink, int min_level);
 
+// llama-mtp's own lines, through the same sink (the `llama_mtp` logger). Cheap when `level` is
+// below the sink's minimum: check log_enabled() first when building the line costs something.
+void log_line(int level, std::string line);
+bool log_enabled(int level);
+
 // Warning/error lines that llama.cpp logged on this thread since the last clear.
 std::string take_thread_errors();
 void clear_thread_errors();

@@ -180,3 +180,24 @@ def test_auto_on_text_whose_agreement_varies(synthetic_model: ModelFactory) -> N
         for _ in range(3):  # later requests start from what the first ones learned
             auto = model.generate(prompt, params, speculator=spec)
             assert auto.tokens == base.tokens
+
+
+def test_auto_logs_its_estimates_at_debug_level(synthetic_model: ModelFactory,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    """With ``set_log_level("DEBUG")`` each speculating request logs what auto decided from."""
+    import llama_mtp
+
+    path = synthetic_model(mtp_agreement=1.0, vocab_size=4096)
+    before = llama_mtp.get_log_level()
+    try:
+        llama_mtp.set_log_level("DEBUG")
+        with caplog.at_level("DEBUG", logger="llama_mtp"), Model(path, n_ctx=1024, n_threads=1) as model:
+            for _ in range(2):
+                model.generate(PROMPT, SamplingParams.greedy(max_tokens=24), speculator=Speculator.mtp("auto"))
+    finally:
+        llama_mtp.set_log_level(before)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("adaptive: depth")]
+    assert len(lines) == 2, lines
+    # the second request decides from costs measured during the first
+    assert "acceptance per position" in lines[1] and "step ms by rows" in lines[1]
+    assert " 0.0000" not in lines[1].split("step ms by rows")[1].split(";")[0]
