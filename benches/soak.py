@@ -65,6 +65,26 @@ def anon_mb() -> float:
     return 0.0
 
 
+def malloc_mb() -> tuple[float, float] | None:
+    """glibc malloc's heap: bytes taken from the system (arenas, not counting blocks served by mmap)
+    and the part of them in use, in MiB (mallinfo2; None elsewhere). Fragmentation shows as the
+    first growing while the second stays flat."""
+    try:
+        import ctypes
+
+        class MallInfo2(ctypes.Structure):
+            _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                                                        "usmblks", "fsmblks", "uordblks", "fordblks",
+                                                        "keepcost")]
+
+        libc = ctypes.CDLL(None)
+        libc.mallinfo2.restype = MallInfo2
+        info = libc.mallinfo2()
+    except (OSError, AttributeError):
+        return None
+    return info.arena / 2**20, info.uordblks / 2**20
+
+
 def live_models() -> int:
     """Model objects still alive (open or closed but not yet collected)."""
     return sum(1 for o in gc.get_objects() if isinstance(o, Model))
@@ -194,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                     stop.set()
 
     troughs: list[tuple[int, float, float, int]] = []  # (calls, RSS, anonymous RSS, live models)
+    heaps: list[tuple[int, float, float]] = []  # (calls, malloc heap MiB, of it in use MiB)
 
     def replacer() -> None:
         while not stop.wait(a.replace_every):
@@ -211,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
             with lock:
                 kinds["model_replaced"] += 1
                 troughs.append((done, rss_mb(), anon_mb(), live_models()))
+                heap = malloc_mb()
+                if heap is not None:
+                    heaps.append((done, *heap))
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(a.threads)]
     if a.replace_every > 0:
@@ -244,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                   replace_every_s=a.replace_every, after_close=leftover,
                   rss_growth_after_replacements=None if trough_growth is None else round(trough_growth, 4),
                   after_replacements=[(n, round(r, 1), round(an, 1), m) for n, r, an, m in troughs],
+                  malloc_after_replacements=[(n, round(h, 1), round(u, 1)) for n, h, u in heaps],
                   rss_curve=[(n, round(r, 1)) for n, r in samples[:: max(1, len(samples) // 40)]])
     print(json.dumps({k: v for k, v in result.items() if k != "rss_curve"}, indent=1))
     if a.out is not None:
@@ -266,6 +291,10 @@ def main(argv: list[str] | None = None) -> int:
             md += ["Right after each model replacement (one model open): calls, RSS MiB, anonymous "
                    "RSS MiB, Model objects alive:", "",
                    ", ".join(f"{n}: {r:.0f} / {an:.0f} / {m}" for n, r, an, m in troughs), ""]
+        if heaps:
+            md += ["At the same moments, glibc malloc's heap (all arenas; blocks served by mmap, such as the "
+                   "KV cache, not counted): calls, MiB taken from the system / MiB of it in use:", "",
+                   ", ".join(f"{n}: {h:.0f} / {u:.0f}" for n, h, u in heaps), ""]
         if failures:
             md += ["Failures:", "", *[f"- {f}" for f in failures[:20]], ""]
         a.out.with_suffix(".md").write_text("\n".join(md), encoding="utf-8")

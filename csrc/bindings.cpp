@@ -225,6 +225,7 @@ void bind_system(py::module_& m) {
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "llama-mtp native core: llama.cpp with MTP speculative decoding.";
+    llama_mtp::limit_malloc_arenas();  // before any thread of ours starts (csrc/backend.cpp)
     llama_mtp::bind_errors(m);
     llama_mtp::bind_system(m);
     llama_mtp::bind_model(m);
