@@ -12,7 +12,7 @@ from typing import Any, overload
 from . import _core
 from .chat import AsyncChatStream, ChatResult, ChatSession, ChatStream, MessageLike
 from .engine import Engine, EngineMetrics
-from .errors import ModelClosedError
+from .errors import DecodeError, ModelClosedError, ModelLoadError
 from .gguf_info import MetadataValue, MTPStatus, report_from_native
 from .results import GenerationOutput
 from .sampling import SamplingParams
@@ -93,7 +93,8 @@ class Model:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ModelLoadError: the file is not a loadable model; the message says why.
+        ModelLoadError: the file is not a loadable model, or its context could not be made (out
+            of memory, an RPC server gone); the message says why.
 
     All methods are thread-safe. ``close()`` (or leaving a ``with`` block) releases the weights.
     """
@@ -184,6 +185,11 @@ class Model:
                 # the context at load, as llama.cpp: a speculator that cannot run, or a context
                 # that does not fit, fails here and not at the first request
                 self._get_engine()
+            except DecodeError as e:
+                # the weights loaded but their context could not be made (memory, a broken RPC
+                # server): a failed load, as in llama.cpp
+                self._native.close()
+                raise ModelLoadError(f"'{self._path}' loaded, but its context could not be made: {e}") from e
             except BaseException:
                 self._native.close()
                 raise
