@@ -89,7 +89,8 @@ class Model:
             :class:`~llama_mtp.errors.QueueFullError`.
         warmup: the context is created at load, as llama.cpp's tools do; with ``warmup`` one
             throwaway decode runs too (``--no-warmup`` turns it off), so that the first request
-            does not pay the first graph's allocations and weight page-ins.
+            does not pay the first graph's allocations and weight page-ins. (On RPC servers
+            without a ``speculator``, the context is made at the first request.)
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -180,7 +181,10 @@ class Model:
         self._lock = threading.Lock()
         self._chat_sessions: dict[str, ChatSession] = {}
         self._warmup = bool(warmup)
-        if not vocab_only:
+        # A model on RPC servers makes its context at the first request, unless a speculator is
+        # set: ggml asserts (an abort) when a server dies while the context's buffers are being
+        # allocated on it, and at load that window is hit by a server killed mid-load.
+        if not vocab_only and (not options.rpc_servers or self._speculator is not None):
             try:
                 # the context at load, as llama.cpp: a speculator that cannot run, or a context
                 # that does not fit, fails here and not at the first request
