@@ -61,14 +61,11 @@ void release_freed_memory() {
 // and memory freed into an arena other than the main one is not given back here: malloc_trim()
 // (release_freed_memory) cannot shrink such an arena's top chunk, and free() shrinks it only
 // beyond the trim threshold, which at 64 MiB is the largest an arena's heap can be. Each thread
-// that once held a context's buffers, a request's sampler arrays (n_vocab-sized, a few MiB) or a
-// model's vocabulary kept that peak resident, and with models replaced under 8 threads of calls
-// (benches/soak.py --replace-every 5) the process grew +11 to +16 % over 1,000 calls while the
-// bytes in use stayed flat: ~250 MiB in use; free bytes inside the arenas 0.4 -> 1.1 GiB; the
-// resident part of the arenas' top chunks 23 -> 84 MiB (glibc heaps walked at each replacement).
-// In the main arena all of it goes back after a context or model is freed (same runs: -0.2 to
-// +6.3 %, heap flat at 0.37-0.44 GiB). No slower: 4 clients on one n_parallel=4 model, CPU
-// seconds and page faults within the runs' noise (+-5 %).
+// that once held a context's buffers, a request's n_vocab-sized sampler arrays or a model's
+// vocabulary kept that peak resident: a process replacing models under many calling threads grew
+// while malloc's bytes in use stayed flat (benches/soak.py --replace-every; the README's
+// Reliability section has the measurements). In the main arena it all goes back after a context
+// or model is freed.
 //
 // Called when the module is imported, before any thread of ours starts (llama.cpp's log worker
 // is the first): a thread takes a free arena, one left by an ended thread, before the limit is

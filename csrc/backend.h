@@ -15,8 +15,8 @@ void ensure_backend(const std::string& backend_dir);
 
 // Gives memory that was just freed in bulk (a context, a model) back to the system. glibc keeps
 // what was freed; the engine's contexts are made and freed by different threads, and without this
-// a process that opens and closes models while others generate kept growing (soak: +78 % RSS over
-// 400 calls). It reaches only the main arena's top chunk: see limit_malloc_arenas. No-op elsewhere.
+// a process that opens and closes models while others generate kept growing (benches/soak.py).
+// It reaches only the main arena's top chunk: see limit_malloc_arenas. No-op elsewhere.
 void release_freed_memory();
 
 // Limits glibc malloc to one arena (see backend.cpp), so that what release_freed_memory() gives

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <functional>
 
 #include "common.h"
 #include "backend.h"
@@ -159,6 +161,7 @@ void Engine::warm_up() {
     llama_memory_clear(llama_get_memory(ctx_), true);
     llama_synchronize(ctx_);
     llama_perf_context_reset(ctx_);
+    model_->check_connections();  // an RPC server lost during the warm-up is a failed load
     if (rc != 0) {
         throw DecodeError("the warm-up decode failed (llama.cpp status " + std::to_string(rc) +
                           "): " + take_thread_errors() + "; load with warmup=False (--no-warmup) to skip it");
@@ -386,13 +389,18 @@ bool Engine::adaptive_admits_drafting() {
         acceptance_.p(), [&](int rows) { return step_costs_.seconds(rows); },
         [&](int d) { return draft_costs_.seconds(d); }, max_depth);
     if (log_enabled(kDebug)) {
-        std::string line = "adaptive: depth " + std::to_string(depth) + " of " + std::to_string(max_depth) +
-                           "; acceptance per position";
-        for (double p : acceptance_.p()) line += " " + std::to_string(p).substr(0, 5);
-        line += "; step ms by rows";
-        for (int r = 1; r <= max_depth + 1; ++r) line += " " + std::to_string(step_costs_.seconds(r) * 1e3).substr(0, 6);
-        line += "; draft ms by depth";
-        for (int d = 1; d <= max_depth; ++d) line += " " + std::to_string(draft_costs_.seconds(d) * 1e3).substr(0, 6);
+        std::string line = "adaptive: depth " + std::to_string(depth) + " of " + std::to_string(max_depth);
+        auto add = [&line](const char* label, int first, int last, const std::function<double(int)>& value) {
+            line += label;
+            char buf[32];
+            for (int i = first; i <= last; ++i) {
+                std::snprintf(buf, sizeof buf, " %.3f", value(i));
+                line += buf;
+            }
+        };
+        add("; acceptance per position", 0, max_depth - 1, [&](int i) { return acceptance_.p()[static_cast<size_t>(i)]; });
+        add("; step ms by rows", 1, max_depth + 1, [&](int r) { return step_costs_.seconds(r) * 1e3; });
+        add("; draft ms by depth", 1, max_depth, [&](int d) { return draft_costs_.seconds(d) * 1e3; });
         log_line(kDebug, line);
     }
     // The drafting depth can change only while no sequence is mid-generation with a draft.
