@@ -57,7 +57,21 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--n-predict", type=int, default=160)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--log-auto", action="store_true",
+                    help="print auto's per-request estimates (its DEBUG log lines) to stderr")
     a = ap.parse_args()
+    if a.log_auto:
+        import logging
+
+        import llama_mtp
+
+        class AutoLines(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                if record.getMessage().startswith("adaptive:"):
+                    print(record.getMessage(), file=sys.stderr, flush=True)
+
+        logging.getLogger("llama_mtp").addHandler(AutoLines())
+        llama_mtp.set_log_level("DEBUG")
 
     from llama_mtp import Model, SamplingParams, Speculator
 
@@ -92,6 +106,9 @@ def main() -> int:
                     tokens.setdefault(m, out.tokens)
                     if m == "auto":
                         h = out.stats.draft_len_histogram
+                        if a.log_auto:
+                            print(f"auto request: {out.stats.predicted_per_second:.2f} tok/s, draft lengths {h}",
+                                  file=sys.stderr, flush=True)
                         auto_drafted.append(sum(h) > 0)
                         if h:  # empty for a request served plainly
                             hist = [x + y for x, y in zip(hist, h)] if hist else list(h)

@@ -18,14 +18,19 @@ double expected_tokens(const std::vector<double>& p, int k) {
     return total;
 }
 
+double draft_rate(const std::vector<double>& p, const std::function<double(int rows)>& step_seconds,
+                  double draft_seconds, int other_rows, int k) {
+    const double t = step_seconds(other_rows + k + 1) + (k > 0 ? draft_seconds : 0.0);
+    return t > 0.0 ? expected_tokens(p, k) / t : 0.0;
+}
+
 int best_draft_length(const std::vector<double>& p, const std::function<double(int rows)>& step_seconds,
                       double draft_seconds, int other_rows, int n_max) {
     int best = 0;
     double best_rate = -1.0;
     for (int k = 0; k <= n_max; ++k) {
-        const double t = step_seconds(other_rows + k + 1) + (k > 0 ? draft_seconds : 0.0);
-        if (!(t > 0.0)) return n_max;  // nothing measured yet: draft, and measure
-        const double rate = expected_tokens(p, k) / t;
+        const double rate = draft_rate(p, step_seconds, draft_seconds, other_rows, k);
+        if (!(rate > 0.0)) return n_max;  // nothing measured yet: draft, and measure
         // ties go to the shorter draft (less work for the same gain)
         if (rate > best_rate * (1.0 + 1e-9)) {
             best_rate = rate;
@@ -36,18 +41,16 @@ int best_draft_length(const std::vector<double>& p, const std::function<double(i
 }
 
 int best_draft_depth(const std::vector<double>& p, const std::function<double(int rows)>& step_seconds,
-                     const std::function<double(int depth)>& draft_seconds, int max_depth) {
-    const double plain_t = step_seconds(1);
-    if (!(plain_t > 0.0)) return max_depth;
+                     const std::function<double(int depth)>& draft_seconds, double plain_step_seconds,
+                     int max_depth) {
+    if (!(plain_step_seconds > 0.0)) return max_depth;
     int best = 0;
-    double best_rate = 1.0 / plain_t;
+    double best_rate = 1.0 / plain_step_seconds;
     for (int d = 1; d <= max_depth; ++d) {
         const double dt = draft_seconds(d);
         if (!(dt > 0.0)) continue;
         for (int k = 1; k <= d; ++k) {
-            const double t = step_seconds(k + 1) + dt;
-            if (!(t > 0.0)) continue;
-            const double rate = expected_tokens(p, k) / t;
+            const double rate = draft_rate(p, step_seconds, dt, 0, k);
             if (rate > best_rate * (1.0 + 1e-9)) {
                 best_rate = rate;
                 best = d;
@@ -70,30 +73,54 @@ void AcceptanceEstimate::update(int drafted, int accepted) {
     }
 }
 
-namespace {
-
-void add_ewma(std::vector<double>& table, int index, double value, double weight) {
-    if (index < 0 || !(value > 0.0)) return;
-    if (static_cast<size_t>(index) >= table.size()) table.resize(static_cast<size_t>(index) + 1, 0.0);
-    double& v = table[static_cast<size_t>(index)];
-    v = v > 0.0 ? v + weight * (value - v) : value;
+void CostTable::add(int size, double seconds) {
+    if (size < 0 || !(seconds > 0.0)) return;
+    if (static_cast<size_t>(size) >= sizes_.size()) sizes_.resize(static_cast<size_t>(size) + 1);
+    Recent& r = sizes_[static_cast<size_t>(size)];
+    if (r.samples.size() < kWindow) {
+        r.samples.push_back({seconds, now_});
+    } else {
+        r.samples[r.next] = {seconds, now_};
+        r.next = (r.next + 1) % kWindow;
+    }
 }
 
-}  // namespace
+int CostTable::samples(int size) const {
+    if (size < 0 || static_cast<size_t>(size) >= sizes_.size()) return 0;
+    int n = 0;
+    for (const Sample& s : sizes_[static_cast<size_t>(size)].samples) n += now_ - s.at <= kStale;
+    return n;
+}
 
-void StepCosts::add(int rows, double seconds) { add_ewma(seconds_, rows, seconds, weight_); }
+bool CostTable::known(int size) const {
+    return size >= 0 && static_cast<size_t>(size) < sizes_.size() && !sizes_[static_cast<size_t>(size)].samples.empty();
+}
 
-bool StepCosts::known(int rows) const {
-    return rows >= 0 && static_cast<size_t>(rows) < seconds_.size() && seconds_[static_cast<size_t>(rows)] > 0.0;
+double CostTable::measured(int size) const {
+    if (size < 0 || static_cast<size_t>(size) >= sizes_.size()) return 0.0;
+    std::vector<double> recent;
+    for (const Sample& s : sizes_[static_cast<size_t>(size)].samples) {
+        if (now_ - s.at <= kStale) recent.push_back(s.seconds);
+    }
+    if (recent.empty()) {  // none lately: what there is
+        for (const Sample& s : sizes_[static_cast<size_t>(size)].samples) recent.push_back(s.seconds);
+    }
+    if (recent.empty()) return 0.0;
+    // the mean of the lowest three quarters: the slowest runs are the interrupted ones
+    std::sort(recent.begin(), recent.end());
+    const size_t kept = (recent.size() * 3 + 3) / 4;
+    double sum = 0.0;
+    for (size_t i = 0; i < kept; ++i) sum += recent[i];
+    return sum / static_cast<double>(kept);
 }
 
 double StepCosts::seconds(int rows) const {
-    if (known(rows)) return seconds_[static_cast<size_t>(rows)];
+    if (known(rows)) return measured(rows);
     // least-squares line through the row counts seen
     double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
-    for (size_t r = 0; r < seconds_.size(); ++r) {
-        if (seconds_[r] <= 0.0) continue;
-        const double x = static_cast<double>(r), y = seconds_[r];
+    for (size_t r = 0; r < sizes_.size(); ++r) {
+        if (!known(static_cast<int>(r))) continue;
+        const double x = static_cast<double>(r), y = measured(static_cast<int>(r));
         n += 1;
         sx += x;
         sy += y;
@@ -108,29 +135,24 @@ double StepCosts::seconds(int rows) const {
     return std::max(intercept + slope * rows, 1e-9);
 }
 
-void DraftCosts::add(int depth, double seconds) { add_ewma(seconds_, depth, seconds, weight_); }
-
-bool DraftCosts::known(int depth) const {
-    return depth >= 0 && static_cast<size_t>(depth) < seconds_.size() && seconds_[static_cast<size_t>(depth)] > 0.0;
-}
-
 double DraftCosts::seconds(int depth) const {
-    if (known(depth)) return seconds_[static_cast<size_t>(depth)];
+    if (known(depth)) return measured(depth);
     // the seen depths' cost per step, scaled
     double per_step = 0.0;
     int n = 0;
-    for (size_t d = 1; d < seconds_.size(); ++d) {
-        if (seconds_[d] <= 0.0) continue;
-        per_step += seconds_[d] / static_cast<double>(d);
+    for (size_t d = 1; d < sizes_.size(); ++d) {
+        if (!known(static_cast<int>(d))) continue;
+        per_step += measured(static_cast<int>(d)) / static_cast<double>(d);
         ++n;
     }
     return n > 0 ? per_step / n * depth : 0.0;
 }
 
-DraftController::DraftController(int n_max) : acceptance_(n_max), n_max_(n_max) {}
+DraftController::DraftController(int n_max)
+    : acceptance_(n_max, 0.8, kAcceptanceWeight), n_max_(n_max), explored_(static_cast<size_t>(std::max(0, n_max)) + 1, 0) {}
 
 void DraftController::seed(const AcceptanceEstimate& from) {
-    AcceptanceEstimate seeded(n_max_);
+    AcceptanceEstimate seeded(n_max_, 0.8, kAcceptanceWeight);
     for (int i = 0; i < n_max_ && i < static_cast<int>(from.p().size()); ++i) {
         seeded.set(i, from.p()[static_cast<size_t>(i)]);
     }
@@ -141,12 +163,35 @@ DraftController::Choice DraftController::choose(const StepCosts& steps, const Dr
                                                 int other_rows) {
     const int limit = std::min(n_max_, depth);
     if (limit <= 0) return {};
-    if (!steps.known(other_rows + 1) && !tried_plain_) {
-        tried_plain_ = true;  // the cost of a plain step must be measured once to compare
-        return {};
+    // Costs are compared only once measured: a draft length whose step was seldom timed (lately)
+    // is tried, a bounded number of times per sequence.
+    for (int k = 0; k <= limit; ++k) {
+        auto& tries = explored_[static_cast<size_t>(k)];
+        if (steps.samples(other_rows + k + 1) < kTrustedSamples && tries < kTrustedSamples + 1) {
+            tries += 1;
+            last_length_ = k;
+            return {k, false};
+        }
     }
-    const int k = best_draft_length(
-        acceptance_.p(), [&](int rows) { return steps.seconds(rows); }, drafts.seconds(depth), other_rows, limit);
+    auto step_seconds = [&](int rows) { return steps.seconds(rows); };
+    const double draft_seconds = drafts.seconds(depth);
+    const auto& p = acceptance_.p();
+    int k = best_draft_length(p, step_seconds, draft_seconds, other_rows, limit);
+    if (k == 0 && last_length_ > 0) {
+        // Drafting until now: stop only when plain decoding is clearly faster.
+        int best = 1;
+        for (int j = 2; j <= limit; ++j) {
+            if (draft_rate(p, step_seconds, draft_seconds, other_rows, j) >
+                draft_rate(p, step_seconds, draft_seconds, other_rows, best)) {
+                best = j;
+            }
+        }
+        if (draft_rate(p, step_seconds, draft_seconds, other_rows, 0) <
+            (1.0 + kLeaveMargin) * draft_rate(p, step_seconds, draft_seconds, other_rows, best)) {
+            k = best;
+        }
+    }
+    last_length_ = k;
     if (k > 0) {
         plain_steps_ = 0;
         probe_interval_ = 4;
@@ -159,7 +204,7 @@ DraftController::Choice DraftController::choose(const StepCosts& steps, const Dr
         // they cost at most ~2.5 % of plain decoding (so cheap drafts are probed often and a
         // change in the text is noticed within a few tokens), and never past 32 steps.
         const double plain = steps.seconds(other_rows + 1);
-        const double ceiling = plain > 0 ? drafts.seconds(depth) / (kProbeShare * plain) : 32.0;
+        const double ceiling = plain > 0 ? draft_seconds / (kProbeShare * plain) : 32.0;
         const int max_interval = std::clamp(static_cast<int>(std::ceil(ceiling)), 4, 32);
         probe_interval_ = std::min(std::max(probe_interval_ * 2, 4), max_interval);
         return {limit, true};  // does drafting pay again?

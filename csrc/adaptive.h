@@ -5,11 +5,13 @@
 //   * the acceptance of each draft position, recent-weighted, per sequence (AcceptanceEstimate);
 //   * the time of a batch of r rows (the target's decode plus the draft context following it) and
 //     of a drafting pass of d steps, measured on this machine, for this model (StepCosts,
-//     DraftCosts).
+//     DraftCosts; each row count is tried a few times before its cost is trusted).
 // k = 0 is plain decoding; while there, a sequence still drafts now and then (a probe, at growing
 // intervals) so that it notices when drafting starts to pay. A probe is a *shadow* draft: drafted
 // but not verified -- the tokens plain decoding produces next are compared with it, which
-// measures the acceptance without paying for verification rows.
+// measures the acceptance without paying for verification rows. A drafting sequence goes to
+// k = 0 only when plain decoding wins by a margin: its acceptance estimate follows recent
+// verifications, and a few rejections in a row must not stop a draft that pays on average.
 //
 // llama.cpp's MTP drafter runs every drafting pass to the speculator's depth (its n_max) and only
 // then truncates each sequence's draft, so the draft *depth* is chosen separately, between
@@ -33,10 +35,17 @@ double expected_tokens(const std::vector<double>& p, int k);
 int best_draft_length(const std::vector<double>& p, const std::function<double(int rows)>& step_seconds,
                       double draft_seconds, int other_rows, int n_max);
 
+// The expected tokens per second of that step with k drafted tokens (0 when its cost is unknown).
+double draft_rate(const std::vector<double>& p, const std::function<double(int rows)>& step_seconds,
+                  double draft_seconds, int other_rows, int k);
+
 // Tokens per second of the best k for every drafting depth d in [1, max_depth] (a pass costs
-// draft_seconds(d)), and of plain decoding; returns the depth to use, 0 when plain decoding wins.
+// draft_seconds(d), a step of r rows that the draft context follows step_seconds(r)), and of
+// plain decoding (plain_step_seconds a step, with no drafting work at all); returns the depth to
+// use, 0 when plain decoding wins.
 int best_draft_depth(const std::vector<double>& p, const std::function<double(int rows)>& step_seconds,
-                     const std::function<double(int depth)>& draft_seconds, int max_depth);
+                     const std::function<double(int depth)>& draft_seconds, double plain_step_seconds,
+                     int max_depth);
 
 // Acceptance of each draft position, conditional on the earlier ones being accepted, as an
 // exponentially weighted average over the recent verification steps.
@@ -53,32 +62,51 @@ private:
     double weight_;
 };
 
-// Seconds of an engine step by its number of rows: an exponentially weighted average per row
-// count; a row count never seen is estimated from the straight line through the others.
-class StepCosts {
+// Measured seconds of a unit of work by its size (the rows of a step, the steps of a drafting
+// pass): per size, the mean of its recent measurements without the slowest quarter. Work that
+// other processes interrupt only ever takes longer, so the slowest runs say little about the work
+// itself, and leaving them out compares sizes that were measured at different times, under
+// different loads, more fairly; the rest is averaged because the work's own cost varies (a
+// rejected draft is rolled back, an accepted one is not). Measurements older than kStale ticks
+// (engine steps) are stale: a size not run for that long is measured again before its cost is
+// trusted (and its old measurements serve only until then), so that an early, unlucky estimate
+// cannot keep it from being chosen for good.
+class CostTable {
 public:
-    explicit StepCosts(double weight = 0.2) : weight_(weight) {}
-    void add(int rows, double seconds);
-    bool known(int rows) const;
-    double seconds(int rows) const;  // 0 while nothing was measured
+    static constexpr size_t kWindow = 16;     // recent measurements kept per size
+    static constexpr uint64_t kStale = 1024;  // ticks after which a measurement is forgotten
 
-private:
-    double weight_;
-    std::vector<double> seconds_;  // [rows]; 0: not seen
+    void add(int size, double seconds);
+    void tick() { ++now_; }
+    int samples(int size) const;  // fresh measurements of this size
+    bool known(int size) const;   // measured at all
+    double measured(int size) const;  // from the fresh measurements, else the old; 0 if none
+
+protected:
+    struct Sample {
+        double seconds;
+        uint64_t at;
+    };
+    struct Recent {
+        std::vector<Sample> samples;  // ring of the last kWindow
+        size_t next = 0;
+    };
+    std::vector<Recent> sizes_;  // [size]
+    uint64_t now_ = 0;
+};
+
+// Seconds of an engine step by its number of rows; a row count never seen is estimated from the
+// straight line through the others.
+class StepCosts : public CostTable {
+public:
+    double seconds(int rows) const;  // 0 while nothing was measured
 };
 
 // Seconds of a drafting pass by its depth (steps); an unseen depth is scaled from the others per
 // step.
-class DraftCosts {
+class DraftCosts : public CostTable {
 public:
-    explicit DraftCosts(double weight = 0.2) : weight_(weight) {}
-    void add(int depth, double seconds);
-    bool known(int depth) const;
     double seconds(int depth) const;
-
-private:
-    double weight_;
-    std::vector<double> seconds_;  // [depth]; 0: not seen
 };
 
 // The per-sequence state of the controller: acceptance, and when to probe while at k = 0.
@@ -91,7 +119,17 @@ public:
         bool probe = false;
     };
 
+    // Row counts whose cost has fewer measurements than this are tried before being compared.
+    static constexpr int kTrustedSamples = 6;
+    // How much faster plain decoding must look before a drafting sequence stops drafting.
+    static constexpr double kLeaveMargin = 0.10;
+    // The weight of each verification in the sequence's acceptance estimate: about the last ten
+    // count, so that the estimate follows text whose agreement changes within a few tokens while
+    // the chance rejections of a draft that pays seldom pull it below where drafting stops.
+    static constexpr double kAcceptanceWeight = 0.1;
+
     explicit DraftController(int n_max = 0);
+    // `steps`: the cost of steps the draft context follows (what this sequence's steps are).
     Choice choose(const StepCosts& steps, const DraftCosts& drafts, int depth, int other_rows);
     void verified(int drafted, int accepted) { acceptance_.update(drafted, accepted); }
 
@@ -108,7 +146,8 @@ public:
 private:
     AcceptanceEstimate acceptance_;
     int n_max_;
-    bool tried_plain_ = false;
+    int last_length_ = 1;     // the draft length verified at the last step (a new sequence drafts)
+    std::vector<int> explored_;  // [k]: steps spent trying k to measure its cost
     int plain_steps_ = 0;     // consecutive steps at k = 0
     int probe_interval_ = 4;  // doubles after every probe that does not bring drafting back
     std::vector<int32_t> probe_draft_;

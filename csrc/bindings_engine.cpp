@@ -283,14 +283,16 @@ void bind_engine(py::module_& m) {
     m.def(
         "_best_draft_depth",
         [](const std::vector<double>& p, const std::vector<double>& step_seconds,
-           const std::vector<double>& draft_seconds, int max_depth) {
+           const std::vector<double>& draft_seconds, int max_depth, std::optional<double> plain_step_seconds) {
             auto at = [](const std::vector<double>& v, int i) {
                 return i >= 0 && i < static_cast<int>(v.size()) ? v[static_cast<size_t>(i)] : 0.0;
             };
             return best_draft_depth(p, [&](int rows) { return at(step_seconds, rows); },
-                                    [&](int d) { return at(draft_seconds, d); }, max_depth);
+                                    [&](int d) { return at(draft_seconds, d); },
+                                    plain_step_seconds.value_or(at(step_seconds, 1)), max_depth);
         },
-        py::arg("p"), py::arg("step_seconds"), py::arg("draft_seconds"), py::arg("max_depth"));
+        py::arg("p"), py::arg("step_seconds"), py::arg("draft_seconds"), py::arg("max_depth"),
+        py::arg("plain_step_seconds") = py::none());
     m.def(
         "_acceptance_after",
         [](int n_max, double prior, double weight, const std::vector<std::pair<int, int>>& steps) {
@@ -310,26 +312,41 @@ void bind_engine(py::module_& m) {
         },
         py::arg("samples"), py::arg("rows"));
 
+    py::class_<StepCosts>(m, "_StepCosts")
+        .def(py::init<>())
+        .def("add", &StepCosts::add, py::arg("rows"), py::arg("seconds"))
+        .def("tick", &StepCosts::tick)
+        .def("samples", &StepCosts::samples, py::arg("rows"))
+        .def("seconds", &StepCosts::seconds, py::arg("rows"))
+        .def_property_readonly_static("window", [](const py::object&) { return CostTable::kWindow; })
+        .def_property_readonly_static("stale_after", [](const py::object&) { return CostTable::kStale; });
+
     // One sequence's controller with fixed costs (step_seconds[r], draft_seconds[d]), for tests
-    // that replay a text through it.
+    // that replay a text through it; each cost as if measured `measurements` times (default:
+    // often enough to be trusted).
     py::class_<DraftController>(m, "_DraftController")
         .def(py::init<int>(), py::arg("n_max"))
         .def(
             "choose",
             [](DraftController& c, const std::vector<double>& step_seconds, const std::vector<double>& draft_seconds,
-               int depth, int other_rows) {
+               int depth, int other_rows, std::optional<int> measurements) {
                 StepCosts steps;
-                for (size_t r = 1; r < step_seconds.size(); ++r) steps.add(static_cast<int>(r), step_seconds[r]);
+                for (int i = 0; i < measurements.value_or(DraftController::kTrustedSamples); ++i) {
+                    for (size_t r = 1; r < step_seconds.size(); ++r) steps.add(static_cast<int>(r), step_seconds[r]);
+                }
                 DraftCosts drafts;
                 for (size_t d = 1; d < draft_seconds.size(); ++d) drafts.add(static_cast<int>(d), draft_seconds[d]);
                 const DraftController::Choice choice = c.choose(steps, drafts, depth, other_rows);
                 return std::make_pair(choice.length, choice.probe);
             },
-            py::arg("step_seconds"), py::arg("draft_seconds"), py::arg("depth"), py::arg("other_rows"))
+            py::arg("step_seconds"), py::arg("draft_seconds"), py::arg("depth"), py::arg("other_rows"),
+            py::arg("measurements") = py::none())
         .def("verified", &DraftController::verified, py::arg("drafted"), py::arg("accepted"))
         .def("start_probe", &DraftController::start_probe, py::arg("draft"))
         .def("observe", &DraftController::observe, py::arg("token"))
         .def_property_readonly("probing", &DraftController::probing)
+        .def_property_readonly_static("trusted_after", [](const py::object&) { return DraftController::kTrustedSamples; })
+        .def_property_readonly_static("leave_margin", [](const py::object&) { return DraftController::kLeaveMargin; })
         .def_property_readonly("acceptance", [](const DraftController& c) { return c.acceptance().p(); });
 
     m.def("begin_shutdown", &begin_shutdown,

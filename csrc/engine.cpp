@@ -180,7 +180,8 @@ void Engine::configure_speculator(const SpeculatorOptions& wanted) {
     create_context(static_cast<uint32_t>(wanted.n_max));
     speculator_ = std::make_unique<Speculator>(wanted, handle_.get(), model_->mtp_loaded(), ctx_, ctx_params_,
                                                options_.n_parallel, &model_->placement());
-    step_costs_ = StepCosts();
+    plain_step_costs_ = StepCosts();
+    followed_step_costs_ = StepCosts();
     draft_costs_ = DraftCosts();
     acceptance_ = AcceptanceEstimate(wanted.n_max, 0.8, kEngineAcceptanceWeight);
     adaptive_plain_requests_ = 0;
@@ -383,11 +384,20 @@ void Engine::fail(Slot& slot, std::exception_ptr error) {
     slot.release();
 }
 
+double Engine::plain_step_seconds() const {
+    // A step that the draft context does not follow costs no more than one it does: when the
+    // plain steps were last timed in a slower spell of the machine than the followed ones, the
+    // followed cost is the better estimate of both.
+    const double plain = plain_step_costs_.seconds(1);
+    const double followed = followed_step_costs_.seconds(1);
+    return plain > 0.0 && followed > 0.0 ? std::min(plain, followed) : plain;
+}
+
 bool Engine::adaptive_admits_drafting() {
     const int max_depth = speculator_->options().n_max;
     const int depth = best_draft_depth(
-        acceptance_.p(), [&](int rows) { return step_costs_.seconds(rows); },
-        [&](int d) { return draft_costs_.seconds(d); }, max_depth);
+        acceptance_.p(), [&](int rows) { return followed_step_costs_.seconds(rows); },
+        [&](int d) { return draft_costs_.seconds(d); }, plain_step_seconds(), max_depth);
     if (log_enabled(kDebug)) {
         std::string line = "adaptive: depth " + std::to_string(depth) + " of " + std::to_string(max_depth);
         auto add = [&line](const char* label, int first, int last, const std::function<double(int)>& value) {
@@ -399,7 +409,8 @@ bool Engine::adaptive_admits_drafting() {
             }
         };
         add("; acceptance per position", 0, max_depth - 1, [&](int i) { return acceptance_.p()[static_cast<size_t>(i)]; });
-        add("; step ms by rows", 1, max_depth + 1, [&](int r) { return step_costs_.seconds(r) * 1e3; });
+        add("; plain step ms", 1, 1, [&](int) { return plain_step_seconds() * 1e3; });
+        add("; followed step ms by rows", 1, max_depth + 1, [&](int r) { return followed_step_costs_.seconds(r) * 1e3; });
         add("; draft ms by depth", 1, max_depth, [&](int d) { return draft_costs_.seconds(d) * 1e3; });
         log_line(kDebug, line);
     }
@@ -407,6 +418,18 @@ bool Engine::adaptive_admits_drafting() {
     const bool busy = std::any_of(slots_.begin(), slots_.end(), [](const auto& s) {
         return s->state() == Slot::State::kGenerating && s->speculate();
     });
+    // A request that starts alone measures what the depth choice is made from when some of it was
+    // never measured or not lately: it drafts to the full depth, and its sequence tries each draft
+    // length a few steps (DraftController::choose).
+    const bool alone = std::none_of(slots_.begin(), slots_.end(), [](const auto& s) { return s->active(); });
+    bool stale = plain_step_costs_.samples(1) < DraftController::kTrustedSamples;
+    for (int rows = 1; rows <= max_depth + 1; ++rows) {
+        stale = stale || followed_step_costs_.samples(rows) < DraftController::kTrustedSamples;
+    }
+    if (alone && stale) {
+        speculator_->set_depth(max_depth);
+        return true;
+    }
     if (depth > 0) {
         if (!busy) speculator_->set_depth(depth);
         adaptive_plain_requests_ = 0;
@@ -539,7 +562,7 @@ void Engine::step(std::vector<Pending>& admitted) {
         bool probe = false;
         if (speculator_->options().adaptive && budget > 0) {
             const int other_rows = static_cast<int>(generating.size()) - 1;
-            const auto choice = slot->controller.choose(step_costs_, draft_costs_, speculator_->depth(), other_rows);
+            const auto choice = slot->controller.choose(followed_step_costs_, draft_costs_, speculator_->depth(), other_rows);
             probe = choice.probe;
             budget = std::min(budget, choice.length);
         }
@@ -671,6 +694,7 @@ void Engine::step(std::vector<Pending>& admitted) {
     // Outputs are copied asynchronously; the speculator reads the hidden states next.
     llama_synchronize(ctx_);
     model_->check_connections();
+    const double follow_started_s = seconds_since(t_decode);
     if (speculator_ && n_mirrored > 0) {
         common_batch& mirror = *mirror_;
         mirror.clear();
@@ -686,11 +710,6 @@ void Engine::step(std::vector<Pending>& admitted) {
         }
     }
     const double decode_s = seconds_since(t_decode);
-    if (speculator_ && speculator_->options().adaptive) {
-        // Generation-only steps measure what a draft length costs (prompt chunks would not).
-        if (chunks.empty()) step_costs_.add(batch.size(), decode_s);
-        if (!jobs.empty()) draft_costs_.add(speculator_->depth(), draft_s);
-    }
     {
         std::lock_guard<std::mutex> lock(mutex_);
         metrics_.n_decode_total += 1;
@@ -780,6 +799,20 @@ void Engine::step(std::vector<Pending>& admitted) {
     }
     for (Slot* s : in_batch) {
         if (s->active() && !s->speculate()) s->draft_synced = false;
+    }
+    if (speculator_ && speculator_->options().adaptive) {
+        // What a step of this many rows costs: the decode, the draft context following it, and
+        // sampling, verifying and rolling back -- everything but the drafting pass, timed apart.
+        // Generation-only steps measure it (prompt chunks would not).
+        const double step_s = seconds_since(t_decode);
+        if (chunks.empty()) {
+            plain_step_costs_.add(batch.size(), step_s - (decode_s - follow_started_s));
+            if (n_mirrored == batch.size()) followed_step_costs_.add(batch.size(), step_s);
+        }
+        if (!jobs.empty()) draft_costs_.add(speculator_->depth(), draft_s);
+        plain_step_costs_.tick();
+        followed_step_costs_.tick();
+        draft_costs_.tick();
     }
 
     // ---- gauges -------------------------------------------------------------------------------

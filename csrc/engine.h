@@ -114,6 +114,7 @@ private:
     // Adaptive speculation, when a request starts: sets the drafting depth; false when the
     // request is to be served plainly (no MTP work at all).
     bool adaptive_admits_drafting();
+    double plain_step_seconds() const;  // adaptive: what a step of one row costs with no MTP work
     // A request served plainly speculates again after 4 such requests, then after twice as many
     // each time the recheck finds that drafting still does not pay (at most 32): a text where it
     // never pays then loses a few per mille, not a quarter of a request in four.
@@ -147,8 +148,12 @@ private:
     std::vector<std::unique_ptr<Slot>> slots_;
     uint64_t clock_ = 0;  // step counter: least-recently-used slot choice
     // Adaptive speculation: measured step and drafting costs, and the acceptance over all
-    // sequences (the drafting depth is chosen from it between requests).
-    StepCosts step_costs_;
+    // sequences (the drafting depth is chosen from it between requests). A step costs more when
+    // the draft context follows it: plain_step_costs_ times the target's decode alone (what a
+    // request served with no MTP work pays), followed_step_costs_ the decode and the following
+    // (what every step of a speculating sequence pays, k = 0 included).
+    StepCosts plain_step_costs_;
+    StepCosts followed_step_costs_;
     DraftCosts draft_costs_;
     AcceptanceEstimate acceptance_;
     // Requests served without any MTP work since drafting last looked worth it (see start()).

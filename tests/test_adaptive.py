@@ -77,6 +77,61 @@ def test_step_costs_interpolate_unseen_row_counts() -> None:
     assert _core._step_costs([], [1]) == [0.0]
 
 
+def test_step_costs_leave_out_the_slowest_quarter() -> None:
+    """A step that another process interrupted says nothing about what the step costs."""
+    costs = _core._StepCosts()
+    for seconds in [0.10, 0.11, 0.09, 0.10, 0.50, 0.10, 0.11, 0.09]:
+        costs.add(1, seconds)
+    assert costs.seconds(1) == pytest.approx(0.10, abs=0.003)
+    for _ in range(3 * costs.window):
+        costs.add(1, 0.2)
+    assert costs.samples(1) == costs.window  # only the recent ones are kept
+    assert costs.seconds(1) == pytest.approx(0.2)
+
+
+def test_step_costs_go_stale_and_are_measured_again() -> None:
+    costs = _core._StepCosts()
+    for _ in range(6):
+        costs.add(2, 0.2)
+    assert costs.samples(2) == 6
+    for _ in range(costs.stale_after + 1):
+        costs.tick()
+    assert costs.samples(2) == 0  # not trusted any more: to be measured again
+    assert costs.seconds(2) == pytest.approx(0.2)  # what there is serves until then
+    costs.add(2, 0.1)
+    assert costs.samples(2) == 1 and costs.seconds(2) == pytest.approx(0.1)  # fresh ones first
+
+
+def test_controller_measures_each_draft_length_before_comparing_them() -> None:
+    controller = _core._DraftController(2)
+    tries = controller.trusted_after + 1
+    choices = [controller.choose(linear(0.1, 0.01), [0.0, 0.01, 0.02], 2, 0, measurements=1)[0]
+               for _ in range(3 * tries + 1)]
+    assert choices[:3 * tries] == [0] * tries + [1] * tries + [2] * tries  # bounded, in order
+    assert choices[-1] == 2  # then the costs decide: verification nearly free, the longest draft
+
+
+def test_a_drafting_sequence_stops_only_when_plain_decoding_is_clearly_faster() -> None:
+    """Rejections pull the acceptance estimate down one verification at a time: the sequence keeps
+    drafting while plain decoding is faster by less than the margin, and stops beyond it."""
+    steps, drafts = linear(1.0, 0.6), [0.0, 0.1]
+    controller = _core._DraftController(1)
+    close_calls = 0
+    for _ in range(60):
+        k, probe = controller.choose(steps, drafts, 1, 0)
+        p = controller.acceptance[0]
+        plain, draft = 1.0 / steps[1], (1.0 + p) / (steps[2] + drafts[1])
+        if k == 0:
+            assert not probe and plain >= (1.0 + controller.leave_margin) * draft, p
+            break
+        assert plain < (1.0 + controller.leave_margin) * draft, p
+        close_calls += plain > draft
+        controller.verified(1, 0)
+    else:
+        pytest.fail("the sequence never stopped drafting")
+    assert close_calls >= 1  # it went on drafting where plain decoding looked (a little) faster
+
+
 @pytest.mark.parametrize("agreement", [0.0, 0.5, 0.8, 1.0])
 def test_auto_is_lossless(synthetic_model: ModelFactory, agreement: float) -> None:
     path = synthetic_model(mtp_agreement=agreement, vocab_size=4096)
@@ -89,6 +144,16 @@ def test_auto_is_lossless(synthetic_model: ModelFactory, agreement: float) -> No
         if agreement == 0.0:
             # nothing is ever accepted: the controller settles on plain decoding, with rare probes
             assert hist[0] > sum(hist[1:]), hist
+
+
+def test_auto_measures_every_draft_length_in_its_first_request(synthetic_model: ModelFactory) -> None:
+    """A fresh engine knows no costs: its first request drafts to the full depth and verifies each
+    draft length for a few steps (plain decoding, k = 0, included) before choosing between them."""
+    path = synthetic_model(mtp_agreement=1.0, vocab_size=4096)
+    with Model(path, n_ctx=2048, n_threads=1) as model:
+        out = model.generate(PROMPT, SamplingParams.greedy(max_tokens=96), speculator=Speculator.mtp("auto"))
+        hist = out.stats.draft_len_histogram
+        assert len(hist) == 4 and all(n >= _core._DraftController.trusted_after for n in hist), hist
 
 
 def test_auto_serves_plainly_when_drafting_never_pays(synthetic_model: ModelFactory) -> None:
