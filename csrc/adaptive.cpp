@@ -40,22 +40,30 @@ int best_draft_length(const std::vector<double>& p, const std::function<double(i
     return best;
 }
 
-int best_draft_depth(const std::vector<double>& p, const std::function<double(int rows)>& step_seconds,
-                     const std::function<double(int depth)>& draft_seconds, double plain_step_seconds,
-                     int max_depth) {
-    if (!(plain_step_seconds > 0.0)) return max_depth;
-    int best = 0;
-    double best_rate = 1.0 / plain_step_seconds;
+std::vector<double> draft_depth_rates(const std::vector<double>& p, const std::function<double(int rows)>& step_seconds,
+                                      const std::function<double(int depth)>& draft_seconds,
+                                      double plain_step_seconds, int max_depth) {
+    std::vector<double> rates(static_cast<size_t>(std::max(0, max_depth)) + 1, 0.0);
+    if (plain_step_seconds > 0.0) rates[0] = 1.0 / plain_step_seconds;
     for (int d = 1; d <= max_depth; ++d) {
         const double dt = draft_seconds(d);
         if (!(dt > 0.0)) continue;
         for (int k = 1; k <= d; ++k) {
-            const double rate = draft_rate(p, step_seconds, dt, 0, k);
-            if (rate > best_rate * (1.0 + 1e-9)) {
-                best_rate = rate;
-                best = d;
-            }
+            rates[static_cast<size_t>(d)] = std::max(rates[static_cast<size_t>(d)], draft_rate(p, step_seconds, dt, 0, k));
         }
+    }
+    return rates;
+}
+
+int best_draft_depth(const std::vector<double>& p, const std::function<double(int rows)>& step_seconds,
+                     const std::function<double(int depth)>& draft_seconds, double plain_step_seconds,
+                     int max_depth) {
+    if (!(plain_step_seconds > 0.0)) return max_depth;
+    const auto rates = draft_depth_rates(p, step_seconds, draft_seconds, plain_step_seconds, max_depth);
+    int best = 0;
+    for (int d = 1; d <= max_depth; ++d) {
+        // ties go to the shallower depth (less work for the same gain)
+        if (rates[static_cast<size_t>(d)] > rates[static_cast<size_t>(best)] * (1.0 + 1e-9)) best = d;
     }
     return best;
 }
@@ -83,6 +91,13 @@ void CostTable::add(int size, double seconds) {
         r.samples[r.next] = {seconds, now_};
         r.next = (r.next + 1) % kWindow;
     }
+}
+
+uint64_t CostTable::age(int size) const {
+    if (!known(size)) return UINT64_MAX;
+    uint64_t last = 0;
+    for (const Sample& s : sizes_[static_cast<size_t>(size)].samples) last = std::max(last, s.at);
+    return now_ - last;
 }
 
 int CostTable::samples(int size) const {

@@ -46,6 +46,10 @@ double draft_rate(const std::vector<double>& p, const std::function<double(int r
 int best_draft_depth(const std::vector<double>& p, const std::function<double(int rows)>& step_seconds,
                      const std::function<double(int depth)>& draft_seconds, double plain_step_seconds,
                      int max_depth);
+// Those rates: [0] plain decoding, [d] the best k at depth d (0 where a cost is unknown).
+std::vector<double> draft_depth_rates(const std::vector<double>& p, const std::function<double(int rows)>& step_seconds,
+                                      const std::function<double(int depth)>& draft_seconds,
+                                      double plain_step_seconds, int max_depth);
 
 // Acceptance of each draft position, conditional on the earlier ones being accepted, as an
 // exponentially weighted average over the recent verification steps.
@@ -80,6 +84,7 @@ public:
     void tick() { ++now_; }
     int samples(int size) const;  // fresh measurements of this size
     bool known(int size) const;   // measured at all
+    uint64_t age(int size) const;  // ticks since its last measurement (UINT64_MAX: never)
     double measured(int size) const;  // from the fresh measurements, else the old; 0 if none
 
 protected:

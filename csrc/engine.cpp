@@ -395,11 +395,43 @@ double Engine::plain_step_seconds() const {
 
 bool Engine::adaptive_admits_drafting() {
     const int max_depth = speculator_->options().n_max;
-    const int depth = best_draft_depth(
+    int depth = best_draft_depth(
         acceptance_.p(), [&](int rows) { return followed_step_costs_.seconds(rows); },
         [&](int d) { return draft_costs_.seconds(d); }, plain_step_seconds(), max_depth);
+    // A request that starts alone measures what the depth choice is made from when some of it was
+    // never measured or not lately: it drafts to the full depth, and its sequence tries each draft
+    // length a few steps (DraftController::choose).
+    const bool alone = std::none_of(slots_.begin(), slots_.end(), [](const auto& s) { return s->active(); });
+    bool stale = plain_step_costs_.samples(1) < DraftController::kTrustedSamples;
+    for (int rows = 1; rows <= max_depth + 1; ++rows) {
+        stale = stale || followed_step_costs_.samples(rows) < DraftController::kTrustedSamples;
+    }
+    bool refresh = false;
+    if (alone && stale) {
+        depth = max_depth;
+    } else if (alone) {
+        // Only the depth in use is measured as it runs; the machine's speed drifts, so a depth
+        // nearly as good by the estimates, whose cost was measured long ago, is run now and then
+        // (at most kRefreshMargin slower by the estimates): otherwise a close comparison would be
+        // made between a cost measured now and one from another time, for good.
+        const auto rates = draft_depth_rates(
+            acceptance_.p(), [&](int rows) { return followed_step_costs_.seconds(rows); },
+            [&](int d) { return draft_costs_.seconds(d); }, plain_step_seconds(), max_depth);
+        auto age = [&](int d) { return d == 0 ? plain_step_costs_.age(1) : followed_step_costs_.age(d + 1); };
+        int candidate = -1;
+        for (int d = 0; d <= max_depth; ++d) {
+            if (d == depth || age(d) < kAdaptiveRefreshTicks) continue;
+            if (rates[static_cast<size_t>(d)] < (1.0 - kAdaptiveRefreshMargin) * rates[static_cast<size_t>(depth)]) continue;
+            if (candidate < 0 || rates[static_cast<size_t>(d)] > rates[static_cast<size_t>(candidate)]) candidate = d;
+        }
+        if (candidate >= 0) {
+            depth = candidate;
+            refresh = true;
+        }
+    }
     if (log_enabled(kDebug)) {
-        std::string line = "adaptive: depth " + std::to_string(depth) + " of " + std::to_string(max_depth);
+        std::string line = "adaptive: depth " + std::to_string(depth) + " of " + std::to_string(max_depth) +
+                           (alone && stale ? " (measuring the costs)" : refresh ? " (measured again)" : "");
         auto add = [&line](const char* label, int first, int last, const std::function<double(int)>& value) {
             line += label;
             char buf[32];
@@ -418,14 +450,6 @@ bool Engine::adaptive_admits_drafting() {
     const bool busy = std::any_of(slots_.begin(), slots_.end(), [](const auto& s) {
         return s->state() == Slot::State::kGenerating && s->speculate();
     });
-    // A request that starts alone measures what the depth choice is made from when some of it was
-    // never measured or not lately: it drafts to the full depth, and its sequence tries each draft
-    // length a few steps (DraftController::choose).
-    const bool alone = std::none_of(slots_.begin(), slots_.end(), [](const auto& s) { return s->active(); });
-    bool stale = plain_step_costs_.samples(1) < DraftController::kTrustedSamples;
-    for (int rows = 1; rows <= max_depth + 1; ++rows) {
-        stale = stale || followed_step_costs_.samples(rows) < DraftController::kTrustedSamples;
-    }
     if (alone && stale) {
         speculator_->set_depth(max_depth);
         return true;

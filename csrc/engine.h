@@ -120,6 +120,10 @@ private:
     // never pays then loses a few per mille, not a quarter of a request in four.
     static constexpr int kAdaptiveRecheckFirst = 4;
     static constexpr int kAdaptiveRecheckMax = 32;
+    // A depth within this much of the best, by the estimates, whose cost was last measured more
+    // than kAdaptiveRefreshTicks steps ago, serves a request that starts alone (see the .cpp).
+    static constexpr double kAdaptiveRefreshMargin = 0.05;
+    static constexpr uint64_t kAdaptiveRefreshTicks = 128;
     // The engine's acceptance (deciding the depth between requests, and seeding new sequences)
     // remembers ~20 verifications per position: one request's last few drafts must not decide.
     static constexpr double kEngineAcceptanceWeight = 0.05;

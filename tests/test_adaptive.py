@@ -58,6 +58,10 @@ def test_depth_choice_prefers_plain_or_the_shortest_depth_that_pays() -> None:
     assert _core._best_draft_depth([0.9, 0.05, 0.05], steps, [0.0, 0.03, 0.06, 0.09], 3) == 1
     # nothing accepted: plain decoding (0)
     assert _core._best_draft_depth([0.01] * 3, steps, [0.0, 0.03, 0.06, 0.09], 3) == 0
+    # a request served plainly does not pay for the MTP head following its steps: with that
+    # cheaper plain step, a draft that pays against a followed 1-row step may not pay at all
+    assert _core._best_draft_depth([0.6] * 3, steps, [0.0, 0.03, 0.06, 0.09], 3) == 1
+    assert _core._best_draft_depth([0.6] * 3, steps, [0.0, 0.03, 0.06, 0.09], 3, plain_step_seconds=0.08) == 0
 
 
 def test_acceptance_estimate_weights_recent_steps() -> None:
