@@ -421,6 +421,7 @@ bool Engine::adaptive_admits_drafting() {
         int candidate = -1;
         for (int d = 0; d <= max_depth; ++d) {
             if (d == depth || age(d) < kAdaptiveRefreshTicks) continue;
+            if (depth == 0) break;  // serving plainly: the rechecks below measure drafting
             if (rates[static_cast<size_t>(d)] < (1.0 - kAdaptiveRefreshMargin) * rates[static_cast<size_t>(depth)]) continue;
             if (candidate < 0 || rates[static_cast<size_t>(d)] > rates[static_cast<size_t>(candidate)]) candidate = d;
         }
