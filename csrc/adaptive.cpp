@@ -55,11 +55,9 @@ std::vector<double> draft_depth_rates(const std::vector<double>& p, const std::f
     return rates;
 }
 
-int best_draft_depth(const std::vector<double>& p, const std::function<double(int rows)>& step_seconds,
-                     const std::function<double(int depth)>& draft_seconds, double plain_step_seconds,
-                     int max_depth) {
-    if (!(plain_step_seconds > 0.0)) return max_depth;
-    const auto rates = draft_depth_rates(p, step_seconds, draft_seconds, plain_step_seconds, max_depth);
+int best_draft_depth(const std::vector<double>& rates) {
+    const int max_depth = static_cast<int>(rates.size()) - 1;
+    if (max_depth <= 0 || !(rates[0] > 0.0)) return std::max(0, max_depth);  // plain unmeasured: measure
     int best = 0;
     for (int d = 1; d <= max_depth; ++d) {
         // ties go to the shallower depth (less work for the same gain)
@@ -195,16 +193,15 @@ DraftController::Choice DraftController::choose(const StepCosts& steps, const Dr
     if (k == 0 && last_length_ > 0) {
         // Drafting until now: stop only when plain decoding is clearly faster.
         int best = 1;
+        double best_rate = draft_rate(p, step_seconds, draft_seconds, other_rows, 1);
         for (int j = 2; j <= limit; ++j) {
-            if (draft_rate(p, step_seconds, draft_seconds, other_rows, j) >
-                draft_rate(p, step_seconds, draft_seconds, other_rows, best)) {
+            const double rate = draft_rate(p, step_seconds, draft_seconds, other_rows, j);
+            if (rate > best_rate) {
                 best = j;
+                best_rate = rate;
             }
         }
-        if (draft_rate(p, step_seconds, draft_seconds, other_rows, 0) <
-            (1.0 + kLeaveMargin) * draft_rate(p, step_seconds, draft_seconds, other_rows, best)) {
-            k = best;
-        }
+        if (draft_rate(p, step_seconds, draft_seconds, other_rows, 0) < (1.0 + kLeaveMargin) * best_rate) k = best;
     }
     last_length_ = k;
     if (k > 0) {

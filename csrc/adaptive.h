@@ -39,17 +39,16 @@ int best_draft_length(const std::vector<double>& p, const std::function<double(i
 double draft_rate(const std::vector<double>& p, const std::function<double(int rows)>& step_seconds,
                   double draft_seconds, int other_rows, int k);
 
-// Tokens per second of the best k for every drafting depth d in [1, max_depth] (a pass costs
-// draft_seconds(d), a step of r rows that the draft context follows step_seconds(r)), and of
-// plain decoding (plain_step_seconds a step, with no drafting work at all); returns the depth to
-// use, 0 when plain decoding wins.
-int best_draft_depth(const std::vector<double>& p, const std::function<double(int rows)>& step_seconds,
-                     const std::function<double(int depth)>& draft_seconds, double plain_step_seconds,
-                     int max_depth);
-// Those rates: [0] plain decoding, [d] the best k at depth d (0 where a cost is unknown).
+// Tokens per second of plain decoding ([0]: plain_step_seconds a step, with no drafting work at
+// all) and of the best k at every drafting depth d in [1, max_depth] ([d]: a pass costs
+// draft_seconds(d), a step of r rows that the draft context follows step_seconds(r)); 0 where a
+// cost is unknown.
 std::vector<double> draft_depth_rates(const std::vector<double>& p, const std::function<double(int rows)>& step_seconds,
                                       const std::function<double(int depth)>& draft_seconds,
                                       double plain_step_seconds, int max_depth);
+// The depth to use from those rates, 0 when plain decoding wins (the deepest while plain
+// decoding's cost is unknown: drafting is what must be measured then).
+int best_draft_depth(const std::vector<double>& rates);
 
 // Acceptance of each draft position, conditional on the earlier ones being accepted, as an
 // exponentially weighted average over the recent verification steps.

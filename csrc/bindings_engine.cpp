@@ -287,9 +287,9 @@ void bind_engine(py::module_& m) {
             auto at = [](const std::vector<double>& v, int i) {
                 return i >= 0 && i < static_cast<int>(v.size()) ? v[static_cast<size_t>(i)] : 0.0;
             };
-            return best_draft_depth(p, [&](int rows) { return at(step_seconds, rows); },
-                                    [&](int d) { return at(draft_seconds, d); },
-                                    plain_step_seconds.value_or(at(step_seconds, 1)), max_depth);
+            return best_draft_depth(draft_depth_rates(p, [&](int rows) { return at(step_seconds, rows); },
+                                                      [&](int d) { return at(draft_seconds, d); },
+                                                      plain_step_seconds.value_or(at(step_seconds, 1)), max_depth));
         },
         py::arg("p"), py::arg("step_seconds"), py::arg("draft_seconds"), py::arg("max_depth"),
         py::arg("plain_step_seconds") = py::none());
@@ -301,17 +301,6 @@ void bind_engine(py::module_& m) {
             return e.p();
         },
         py::arg("n_max"), py::arg("prior"), py::arg("weight"), py::arg("steps"));
-    m.def(
-        "_step_costs",
-        [](const std::vector<std::pair<int, double>>& samples, const std::vector<int>& rows) {
-            StepCosts c;
-            for (const auto& [r, t] : samples) c.add(r, t);
-            std::vector<double> out;
-            for (int r : rows) out.push_back(c.seconds(r));
-            return out;
-        },
-        py::arg("samples"), py::arg("rows"));
-
     py::class_<StepCosts>(m, "_StepCosts")
         .def(py::init<>())
         .def("add", &StepCosts::add, py::arg("rows"), py::arg("seconds"))

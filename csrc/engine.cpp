@@ -395,9 +395,10 @@ double Engine::plain_step_seconds() const {
 
 bool Engine::adaptive_admits_drafting() {
     const int max_depth = speculator_->options().n_max;
-    int depth = best_draft_depth(
+    const std::vector<double> rates = draft_depth_rates(
         acceptance_.p(), [&](int rows) { return followed_step_costs_.seconds(rows); },
         [&](int d) { return draft_costs_.seconds(d); }, plain_step_seconds(), max_depth);
+    int depth = best_draft_depth(rates);
     // A request that starts alone measures what the depth choice is made from when some of it was
     // never measured or not lately: it drafts to the full depth, and its sequence tries each draft
     // length a few steps (DraftController::choose).
@@ -409,19 +410,16 @@ bool Engine::adaptive_admits_drafting() {
     bool refresh = false;
     if (alone && stale) {
         depth = max_depth;
-    } else if (alone) {
+    } else if (alone && depth > 0) {
         // Only the depth in use is measured as it runs; the machine's speed drifts, so a depth
         // nearly as good by the estimates, whose cost was measured long ago, is run now and then
-        // (at most kRefreshMargin slower by the estimates): otherwise a close comparison would be
-        // made between a cost measured now and one from another time, for good.
-        const auto rates = draft_depth_rates(
-            acceptance_.p(), [&](int rows) { return followed_step_costs_.seconds(rows); },
-            [&](int d) { return draft_costs_.seconds(d); }, plain_step_seconds(), max_depth);
+        // (at most kAdaptiveRefreshMargin slower by the estimates): otherwise a close comparison
+        // would be made between a cost measured now and one from another time, for good. (While
+        // serving plainly, the rechecks below measure drafting.)
         auto age = [&](int d) { return d == 0 ? plain_step_costs_.age(1) : followed_step_costs_.age(d + 1); };
         int candidate = -1;
         for (int d = 0; d <= max_depth; ++d) {
             if (d == depth || age(d) < kAdaptiveRefreshTicks) continue;
-            if (depth == 0) break;  // serving plainly: the rechecks below measure drafting
             if (rates[static_cast<size_t>(d)] < (1.0 - kAdaptiveRefreshMargin) * rates[static_cast<size_t>(depth)]) continue;
             if (candidate < 0 || rates[static_cast<size_t>(d)] > rates[static_cast<size_t>(candidate)]) candidate = d;
         }

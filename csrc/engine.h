@@ -152,10 +152,11 @@ private:
     std::vector<std::unique_ptr<Slot>> slots_;
     uint64_t clock_ = 0;  // step counter: least-recently-used slot choice
     // Adaptive speculation: measured step and drafting costs, and the acceptance over all
-    // sequences (the drafting depth is chosen from it between requests). A step costs more when
-    // the draft context follows it: plain_step_costs_ times the target's decode alone (what a
-    // request served with no MTP work pays), followed_step_costs_ the decode and the following
-    // (what every step of a speculating sequence pays, k = 0 included).
+    // sequences (the drafting depth is chosen from it between requests). Step costs are whole
+    // steps (decode, sampling, verifying, rolling back), and a step costs more when the draft
+    // context follows it: plain_step_costs_ times steps without the following (what a request
+    // served with no MTP work pays), followed_step_costs_ with it (what every step of a
+    // speculating sequence pays, k = 0 included).
     StepCosts plain_step_costs_;
     StepCosts followed_step_costs_;
     DraftCosts draft_costs_;

@@ -74,11 +74,18 @@ def test_acceptance_estimate_weights_recent_steps() -> None:
     assert p[0] == pytest.approx(0.9) and p[1] == pytest.approx(0.4) and p[2] == pytest.approx(0.8)
 
 
+def step_costs(samples: list[tuple[int, float]], rows: list[int]) -> list[float]:
+    costs = _core._StepCosts()
+    for r, seconds in samples:
+        costs.add(r, seconds)
+    return [costs.seconds(r) for r in rows]
+
+
 def test_step_costs_interpolate_unseen_row_counts() -> None:
-    est = _core._step_costs([(1, 0.1), (3, 0.3)], [1, 2, 3, 5])
+    est = step_costs([(1, 0.1), (3, 0.3)], [1, 2, 3, 5])
     assert est == pytest.approx([0.1, 0.2, 0.3, 0.5])
-    assert _core._step_costs([(2, 0.2)], [4]) == pytest.approx([0.2])  # one point: flat
-    assert _core._step_costs([], [1]) == [0.0]
+    assert step_costs([(2, 0.2)], [4]) == pytest.approx([0.2])  # one point: flat
+    assert step_costs([], [1]) == [0.0]
 
 
 def test_step_costs_leave_out_the_slowest_quarter() -> None:
