@@ -2,12 +2,15 @@
 
 Config (argv[1]): {"model", "threads", "n_ctx", "n_batch", "n_ubatch"} and optionally
 "spec_n_max" (the MTP speculator fixed at load, as llama-server's --spec-type draft-mtp
---spec-draft-n-max K: the first request then does not configure it) and "model_kwargs" (further
-Model keyword arguments, e.g. {"load_mtp": false}). Loaded without the warm-up decode, as the
+--spec-draft-n-max K, or "auto": the first request then does not configure it), "model_kwargs"
+(further Model keyword arguments, e.g. {"load_mtp": false}) and "log_auto" (true: each reply
+carries the adaptive controller's debug lines). Loaded without the warm-up decode, as the
 benchmarks start llama-server (--no-warmup).
-Request:  {"prompt_file": PATH, "n_predict": N, "n_max": K (0 = plain), "stream": false}
+Request:  {"prompt_file": PATH, "n_predict": N, "n_max": K (0 = plain) or "auto",
+           "ignore_eos": false, "stream": false}
 Reply:    {"prompt_n", "prompt_ms", "predicted_n", "predicted_ms", "draft_n",
-           "draft_n_accepted", "tokens"}  (llama-server's timing names)
+           "draft_n_accepted", "draft_len_histogram", "tokens", "log"}  (llama-server's timing
+           names)
 Batch:    {"prompt_files": [PATH, ...], ...} generates all prompts at once (one request each,
           batched by the engine: load the model with model_kwargs {"n_parallel": N}); the reply
           sums the counts and lists "tokens" per prompt.
@@ -19,7 +22,7 @@ import inspect
 import json
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from llama_mtp import Model
@@ -33,7 +36,20 @@ def main() -> int:
     if "warmup" in inspect.signature(Model).parameters:  # a build before it had no warm-up
         kwargs.setdefault("warmup", False)
     if cfg.get("spec_n_max"):
-        kwargs.setdefault("speculator", Speculator.mtp(int(cfg["spec_n_max"])))
+        kwargs.setdefault("speculator", Speculator.mtp(n_max(cfg["spec_n_max"])))
+    log: list[str] = []
+    if cfg.get("log_auto"):
+        import logging
+
+        import llama_mtp
+
+        class AutoLines(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                if record.getMessage().startswith("adaptive:"):
+                    log.append(record.getMessage())
+
+        logging.getLogger("llama_mtp").addHandler(AutoLines())
+        llama_mtp.set_log_level("DEBUG")
     model = Model(cfg["model"], n_threads=cfg["threads"], n_threads_batch=cfg["threads"],
                   n_ctx=cfg["n_ctx"], n_batch=cfg["n_batch"], n_ubatch=cfg["n_ubatch"], **kwargs)
     print(json.dumps({"ready": True}), flush=True)
@@ -45,8 +61,8 @@ def main() -> int:
         with open(req["prompt_file"], encoding="utf-8") as f:
             text = f.read()
         tokens = model.tokenize(text, add_special=True, parse_special=True)
-        sp = SamplingParams.greedy(max_tokens=int(req["n_predict"]))
-        spec = Speculator.mtp(int(req["n_max"])) if req.get("n_max") else None
+        sp = SamplingParams.greedy(max_tokens=int(req["n_predict"]), ignore_eos=bool(req.get("ignore_eos")))
+        spec = Speculator.mtp(n_max(req["n_max"])) if req.get("n_max") else None
         t0 = time.perf_counter()
         if req.get("stream"):
             stream = model.stream(tokens, sp, speculator=spec, cache_prompt=False)
@@ -61,8 +77,15 @@ def main() -> int:
         print(json.dumps({"prompt_n": s.prompt_n, "prompt_ms": s.prompt_ms,
                           "predicted_n": s.predicted_n, "predicted_ms": s.predicted_ms,
                           "draft_n": s.draft_n, "draft_n_accepted": s.draft_n_accepted,
-                          "wall_s": wall, "tokens": out.tokens}), flush=True)
+                          "draft_len_histogram": list(s.draft_len_histogram),
+                          "wall_s": wall, "tokens": out.tokens, "log": log}), flush=True)
+        log.clear()
     return 0
+
+
+def n_max(value: Any) -> "int | Literal['auto']":
+    """A request's or the config's n_max: a number, or "auto"."""
+    return "auto" if value == "auto" else int(value)
 
 
 def batch(model: "Model", req: dict[str, Any]) -> dict[str, Any]:
@@ -74,7 +97,7 @@ def batch(model: "Model", req: dict[str, Any]) -> dict[str, Any]:
         with open(name, encoding="utf-8") as f:
             prompts.append(model.tokenize(f.read(), add_special=True, parse_special=True))
     sp = SamplingParams.greedy(max_tokens=int(req["n_predict"]))
-    spec = Speculator.mtp(int(req["n_max"])) if req.get("n_max") else None
+    spec = Speculator.mtp(n_max(req["n_max"])) if req.get("n_max") else None
     t0 = time.perf_counter()
     outs = model.generate(prompts, sp, speculator=spec, cache_prompt=False)
     wall = time.perf_counter() - t0

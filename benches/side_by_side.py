@@ -198,26 +198,26 @@ def _signal(pid: int, sig: signal.Signals) -> None:
 
 
 def run_sliced(pair: Sequence[Engine], slice_s: float, first: int) -> list[float]:
-    """Send both requests, then let the two processes run in turns of ``slice_s`` (the other one
-    stopped) until both have replied; return each one's running seconds up to its reply (its
-    ``out["finished"]``)."""
+    """Send every engine's request, then let the processes run in turns of ``slice_s`` (the others
+    stopped), in order from ``first``, until all have replied; return each one's running seconds
+    up to its reply (its ``out["finished"]``). Two engines take turns; more, one after the other."""
     for c in pair:
         _signal(c.pid, signal.SIGSTOP)
     threads: list[threading.Thread] = []
-    turns: list[list[tuple[float, float]]] = [[], []]
-    turn = first
+    turns: list[list[tuple[float, float]]] = [[] for _ in pair]
+    turn = first % len(pair)
     try:
         threads = [c.go() for c in pair]
         while any(th.is_alive() for th in threads):
             live = [i for i, th in enumerate(threads) if th.is_alive()]
-            i = turn if turn in live else live[0]
+            i = min(live, key=lambda j: (j - turn) % len(pair))  # the next live one from turn
             _signal(pair[i].pid, signal.SIGCONT)
             t0 = time.perf_counter()
             threads[i].join(slice_s)  # returns early when the reply is in
             if not pair[i].exited():
                 _signal(pair[i].pid, signal.SIGSTOP)
             turns[i].append((t0, time.perf_counter()))
-            turn = 1 - i
+            turn = (i + 1) % len(pair)
     finally:
         for c in pair:  # never leave a process stopped
             if not c.exited():

@@ -67,7 +67,12 @@ int best_draft_depth(const std::vector<double>& rates) {
 }
 
 AcceptanceEstimate::AcceptanceEstimate(int n_max, double prior, double weight)
-    : p_(static_cast<size_t>(std::max(0, n_max)), prior), weight_(weight) {}
+    : p_(static_cast<size_t>(std::max(0, n_max)), prior), tested_(p_.size(), 0), weight_(weight) {}
+
+void AcceptanceEstimate::set(int position, double p) {
+    p_[static_cast<size_t>(position)] = p;
+    tested_[static_cast<size_t>(position)] = static_cast<int>(std::ceil(1.0 / weight_));
+}
 
 void AcceptanceEstimate::update(int drafted, int accepted) {
     // Position i (1-based) was tested when the i-1 before it were accepted.
@@ -75,20 +80,104 @@ void AcceptanceEstimate::update(int drafted, int accepted) {
         if (i > accepted + 1) break;
         const double outcome = i <= accepted ? 1.0 : 0.0;
         auto& v = p_[static_cast<size_t>(i - 1)];
-        v += weight_ * (outcome - v);
+        auto& n = tested_[static_cast<size_t>(i - 1)];
+        if (static_cast<double>(n) < 1.0 / weight_) ++n;
+        // the mean of the prior and the n tests, until that weighs them less than `weight` each
+        v += std::max(weight_, 1.0 / (n + 1)) * (outcome - v);
     }
 }
 
+namespace {
+
+// The mean of the lowest three quarters: the slowest runs are the interrupted ones.
+double trimmed_mean(std::vector<double> values) {
+    if (values.empty()) return 0.0;
+    std::sort(values.begin(), values.end());
+    const size_t kept = (values.size() * 3 + 3) / 4;
+    double sum = 0.0;
+    for (size_t i = 0; i < kept; ++i) sum += values[i];
+    return sum / static_cast<double>(kept);
+}
+
+template <typename T>
+void push_ring(std::vector<T>& ring, size_t& next, T value, size_t capacity) {
+    if (ring.size() < capacity) {
+        ring.push_back(std::move(value));
+    } else {
+        ring[next] = std::move(value);
+        next = (next + 1) % capacity;
+    }
+}
+
+}  // namespace
+
 void CostTable::add(int size, double seconds) {
     if (size < 0 || !(seconds > 0.0)) return;
-    if (static_cast<size_t>(size) >= sizes_.size()) sizes_.resize(static_cast<size_t>(size) + 1);
-    Recent& r = sizes_[static_cast<size_t>(size)];
-    if (r.samples.size() < kWindow) {
-        r.samples.push_back({seconds, now_});
-    } else {
-        r.samples[r.next] = {seconds, now_};
-        r.next = (r.next + 1) % kWindow;
+    if (static_cast<size_t>(size) >= sizes_.size()) {
+        sizes_.resize(static_cast<size_t>(size) + 1);
+        pairs_.resize(sizes_.size());
+        for (auto& row : pairs_) row.resize(sizes_.size());
     }
+    // Pair this measurement with the latest of every other size taken in the same spell.
+    for (size_t q = 0; q < sizes_.size(); ++q) {
+        const Recent& other = sizes_[q];
+        if (static_cast<int>(q) == size || other.samples.empty() || now_ - other.last.at > kPairTicks) continue;
+        const auto lo = std::min(static_cast<size_t>(size), q), hi = std::max(static_cast<size_t>(size), q);
+        const double ratio = lo == static_cast<size_t>(size) ? seconds / other.last.seconds : other.last.seconds / seconds;
+        Ratios& pair = pairs_[lo][hi];
+        push_ring(pair.values, pair.next, ratio, kWindow);
+    }
+    Recent& r = sizes_[static_cast<size_t>(size)];
+    r.last = {seconds, now_};
+    push_ring(r.samples, r.next, r.last, kWindow);
+}
+
+int CostTable::reference() const {
+    int best = -1, best_count = 0;
+    uint64_t best_last = 0;
+    for (size_t q = 0; q < sizes_.size(); ++q) {
+        int count = 0;
+        for (const Sample& s : sizes_[q].samples) count += now_ - s.at <= kRecentTicks;
+        if (count < kReferenceSamples) continue;
+        if (count > best_count || (count == best_count && sizes_[q].last.at > best_last)) {
+            best = static_cast<int>(q);
+            best_count = count;
+            best_last = sizes_[q].last.at;
+        }
+    }
+    return best;
+}
+
+double CostTable::recent_cost(int size) const {
+    std::vector<double> recent;
+    for (const Sample& s : sizes_[static_cast<size_t>(size)].samples) {
+        if (now_ - s.at <= kRecentTicks) recent.push_back(s.seconds);
+    }
+    return trimmed_mean(std::move(recent));
+}
+
+double CostTable::ratio(int size, int ref) const {
+    if (size < 0 || ref < 0 || static_cast<size_t>(std::max(size, ref)) >= sizes_.size()) return 0.0;
+    if (size == ref) return 1.0;
+    std::vector<double> values = pairs_[static_cast<size_t>(std::min(size, ref))][static_cast<size_t>(std::max(size, ref))].values;
+    if (values.empty()) return 0.0;
+    // the median: a pair with one interrupted measurement is far off either way
+    const size_t mid = values.size() / 2;
+    std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(mid), values.end());
+    double median = values[mid];
+    if (values.size() % 2 == 0) {
+        median = (median + *std::max_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(mid))) / 2.0;
+    }
+    return size < ref ? median : 1.0 / median;
+}
+
+double CostTable::level(int size) const {
+    const int ref = reference();
+    if (ref >= 0) {
+        const double r = ratio(size, ref);
+        if (r > 0.0) return r * recent_cost(ref);
+    }
+    return measured(size);
 }
 
 uint64_t CostTable::age(int size) const {
@@ -118,22 +207,16 @@ double CostTable::measured(int size) const {
     if (recent.empty()) {  // none lately: what there is
         for (const Sample& s : sizes_[static_cast<size_t>(size)].samples) recent.push_back(s.seconds);
     }
-    if (recent.empty()) return 0.0;
-    // the mean of the lowest three quarters: the slowest runs are the interrupted ones
-    std::sort(recent.begin(), recent.end());
-    const size_t kept = (recent.size() * 3 + 3) / 4;
-    double sum = 0.0;
-    for (size_t i = 0; i < kept; ++i) sum += recent[i];
-    return sum / static_cast<double>(kept);
+    return trimmed_mean(std::move(recent));
 }
 
 double StepCosts::seconds(int rows) const {
-    if (known(rows)) return measured(rows);
+    if (known(rows)) return level(rows);
     // least-squares line through the row counts seen
     double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
     for (size_t r = 0; r < sizes_.size(); ++r) {
         if (!known(static_cast<int>(r))) continue;
-        const double x = static_cast<double>(r), y = measured(static_cast<int>(r));
+        const double x = static_cast<double>(r), y = level(static_cast<int>(r));
         n += 1;
         sx += x;
         sy += y;
@@ -149,6 +232,8 @@ double StepCosts::seconds(int rows) const {
 }
 
 double DraftCosts::seconds(int depth) const {
+    const int ref = reference();
+    if (ref > 0) return depth == ref ? recent_cost(ref) : recent_cost(ref) / ref * depth;
     if (known(depth)) return measured(depth);
     // the seen depths' cost per step, scaled
     double per_step = 0.0;
@@ -161,8 +246,17 @@ double DraftCosts::seconds(int depth) const {
     return n > 0 ? per_step / n * depth : 0.0;
 }
 
+double FollowedSteps::seconds(int rows) const {
+    const double step = steps_->seconds(rows);
+    return step > 0.0 ? step + follow_->seconds(rows) : 0.0;
+}
+
 DraftController::DraftController(int n_max)
-    : acceptance_(n_max, 0.8, kAcceptanceWeight), n_max_(n_max), explored_(static_cast<size_t>(std::max(0, n_max)) + 1, 0) {}
+    : acceptance_(n_max, 0.8, kAcceptanceWeight), n_max_(n_max), explored_(static_cast<size_t>(std::max(0, n_max)) + 1, 0) {
+    // A sequence starts from an estimate (the engine's, seed()), not from nothing: weighted as
+    // recent verifications from the first step.
+    for (int i = 0; i < n_max; ++i) acceptance_.set(i, 0.8);
+}
 
 void DraftController::seed(const AcceptanceEstimate& from) {
     AcceptanceEstimate seeded(n_max_, 0.8, kAcceptanceWeight);
@@ -172,19 +266,25 @@ void DraftController::seed(const AcceptanceEstimate& from) {
     acceptance_ = seeded;
 }
 
-DraftController::Choice DraftController::choose(const StepCosts& steps, const DraftCosts& drafts, int depth,
+DraftController::Choice DraftController::choose(const FollowedSteps& steps, const DraftCosts& drafts, int depth,
                                                 int other_rows) {
     const int limit = std::min(n_max_, depth);
     if (limit <= 0) return {};
     // Costs are compared only once measured: a draft length whose step was seldom timed (lately)
-    // is tried, a bounded number of times per sequence.
+    // is tried, a bounded number of times per sequence -- the lengths in turn, so that their costs
+    // are measured in the same spell of the machine and paired (CostTable::ratio).
+    int untried = -1;
     for (int k = 0; k <= limit; ++k) {
-        auto& tries = explored_[static_cast<size_t>(k)];
-        if (steps.samples(other_rows + k + 1) < kTrustedSamples && tries < kTrustedSamples + 1) {
-            tries += 1;
-            last_length_ = k;
-            return {k, false};
+        const int tries = explored_[static_cast<size_t>(k)];
+        if (steps.samples(other_rows + k + 1) < kTrustedSamples && tries < kTrustedSamples + 1 &&
+            (untried < 0 || tries < explored_[static_cast<size_t>(untried)])) {
+            untried = k;
         }
+    }
+    if (untried >= 0) {
+        explored_[static_cast<size_t>(untried)] += 1;
+        last_length_ = untried;
+        return {untried, false};
     }
     auto step_seconds = [&](int rows) { return steps.seconds(rows); };
     const double draft_seconds = drafts.seconds(depth);

@@ -3,9 +3,10 @@
 // Before every draft, each speculating sequence gets the draft length k in {0, 1, ..., n_max}
 // that maximises its expected tokens per second of engine time, from online estimates of
 //   * the acceptance of each draft position, recent-weighted, per sequence (AcceptanceEstimate);
-//   * the time of a batch of r rows (the target's decode plus the draft context following it) and
-//     of a drafting pass of d steps, measured on this machine, for this model (StepCosts,
-//     DraftCosts; each row count is tried a few times before its cost is trusted).
+//   * the time of a step of r rows (the target's decode, sampling, verification), of the draft
+//     context following it, and of a drafting pass of d steps, measured on this machine, for this
+//     model (StepCosts, FollowedSteps, DraftCosts; each row count is tried a few times before its
+//     cost is trusted, and costs are compared as measured in the same spell of the machine).
 // k = 0 is plain decoding; while there, a sequence still drafts now and then (a probe, at growing
 // intervals) so that it notices when drafting starts to pay. A probe is a *shadow* draft: drafted
 // but not verified -- the tokens plain decoding produces next are compared with it, which
@@ -51,40 +52,63 @@ std::vector<double> draft_depth_rates(const std::vector<double>& p, const std::f
 int best_draft_depth(const std::vector<double>& rates);
 
 // Acceptance of each draft position, conditional on the earlier ones being accepted, as an
-// exponentially weighted average over the recent verification steps.
+// exponentially weighted average over the recent verification steps. Until a position was tested
+// about 1/weight times the prior counts as one test and the average is a plain mean: a fresh
+// engine's first request replaces the prior with what it sees, rather than moving from it by
+// `weight` a step (which would take ~3/weight tests).
 class AcceptanceEstimate {
 public:
     explicit AcceptanceEstimate(int n_max = 0, double prior = 0.8, double weight = 0.25);
     // A verification of a draft of `drafted` tokens accepted the first `accepted` of them.
     void update(int drafted, int accepted);
     const std::vector<double>& p() const { return p_; }
-    void set(int position, double p) { p_[static_cast<size_t>(position)] = p; }
+    // Starts a position from a known estimate (weighted as recent tests from then on).
+    void set(int position, double p);
 
 private:
     std::vector<double> p_;
+    std::vector<int> tested_;  // [position]: tests seen (counted up to 1/weight)
     double weight_;
 };
 
 // Measured seconds of a unit of work by its size (the rows of a step, the steps of a drafting
 // pass): per size, the mean of its recent measurements without the slowest quarter. Work that
 // other processes interrupt only ever takes longer, so the slowest runs say little about the work
-// itself, and leaving them out compares sizes that were measured at different times, under
-// different loads, more fairly; the rest is averaged because the work's own cost varies (a
-// rejected draft is rolled back, an accepted one is not). Measurements older than kStale ticks
-// (engine steps) are stale: a size not run for that long is measured again before its cost is
-// trusted (and its old measurements serve only until then), so that an early, unlucky estimate
-// cannot keep it from being chosen for good.
+// itself; the rest is averaged because the work's own cost varies (a rejected draft is rolled
+// back, an accepted one is not). Measurements older than kStale ticks (engine steps) are stale: a
+// size not run for that long is measured again before its cost is trusted (and its old
+// measurements serve only until then).
+//
+// The machine's speed drifts (other processes, other tenants of the host), so two sizes measured
+// at different times are not comparable: one measured in a slow spell would look dear for as long
+// as it is not run again -- and it is not, because it looks dear. So the table compares sizes in
+// the same spell: whenever two sizes are measured within kPairTicks of each other, the ratio of
+// their costs is kept, and the cost of a size is that ratio times what the size in use now (the
+// reference: the one measured most in the last kRecentTicks) costs now. A size never paired with
+// the reference falls back to its own measurements.
 class CostTable {
 public:
-    static constexpr size_t kWindow = 16;     // recent measurements kept per size
-    static constexpr uint64_t kStale = 1024;  // ticks after which a measurement is forgotten
+    static constexpr size_t kWindow = 16;       // recent measurements (and ratios) kept per size (pair)
+    static constexpr uint64_t kStale = 1024;    // ticks after which a measurement is forgotten
+    static constexpr uint64_t kPairTicks = 4;   // measurements this close are from the same spell
+    static constexpr uint64_t kRecentTicks = 32;  // what the reference costs now: its measurements since
+    static constexpr int kReferenceSamples = 3;   // the fewest recent measurements of a reference
 
     void add(int size, double seconds);
     void tick() { ++now_; }
     int samples(int size) const;  // fresh measurements of this size
     bool known(int size) const;   // measured at all
     uint64_t age(int size) const;  // ticks since its last measurement (UINT64_MAX: never)
-    double measured(int size) const;  // from the fresh measurements, else the old; 0 if none
+    double measured(int size) const;  // from its own fresh measurements, else the old; 0 if none
+    // The size in use now: the one measured most in the last kRecentTicks (at least
+    // kReferenceSamples times; ties go to the one measured last), -1 when none is.
+    int reference() const;
+    // The median ratio of `size`'s cost to `ref`'s over the pairs measured in the same spell; 0
+    // when there are none.
+    double ratio(int size, int ref) const;
+    // The cost of `size` now: ratio(size, reference()) times the reference's recent cost, else
+    // measured(size); 0 when the size was never measured.
+    double level(int size) const;
 
 protected:
     struct Sample {
@@ -94,8 +118,15 @@ protected:
     struct Recent {
         std::vector<Sample> samples;  // ring of the last kWindow
         size_t next = 0;
+        Sample last{0.0, 0};
     };
+    struct Ratios {
+        std::vector<double> values;  // ring of the last kWindow: seconds(a) / seconds(b), a < b
+        size_t next = 0;
+    };
+    double recent_cost(int size) const;  // trimmed mean of its measurements in the last kRecentTicks
     std::vector<Recent> sizes_;  // [size]
+    std::vector<std::vector<Ratios>> pairs_;  // [a][b], a < b
     uint64_t now_ = 0;
 };
 
@@ -106,11 +137,28 @@ public:
     double seconds(int rows) const;  // 0 while nothing was measured
 };
 
-// Seconds of a drafting pass by its depth (steps); an unseen depth is scaled from the others per
-// step.
+// Seconds of a drafting pass by its depth (steps): the depth in use as measured; another depth
+// scaled from it per step (a pass is that many steps of the draft head, and the depth in use was
+// measured in this spell of the machine, another depth perhaps not).
 class DraftCosts : public CostTable {
 public:
     double seconds(int depth) const;
+};
+
+// What a step costs a speculating sequence: the step (StepCosts of every generation step, the
+// draft context's following left out) plus the following of its rows (timed apart). Kept as two
+// parts because steps are timed all the time -- also while requests are served with no MTP work --
+// so the sum keeps to the machine's present pace even then; the following is a small part of it.
+class FollowedSteps {
+public:
+    FollowedSteps(const StepCosts& steps, const StepCosts& follow) : steps_(&steps), follow_(&follow) {}
+    double seconds(int rows) const;  // 0 while the step was never measured
+    // Followed steps of this many rows measured lately (what the controller trusts).
+    int samples(int rows) const { return follow_->samples(rows); }
+
+private:
+    const StepCosts* steps_;
+    const StepCosts* follow_;
 };
 
 // The per-sequence state of the controller: acceptance, and when to probe while at k = 0.
@@ -134,7 +182,7 @@ public:
 
     explicit DraftController(int n_max = 0);
     // `steps`: the cost of steps the draft context follows (what this sequence's steps are).
-    Choice choose(const StepCosts& steps, const DraftCosts& drafts, int depth, int other_rows);
+    Choice choose(const FollowedSteps& steps, const DraftCosts& drafts, int depth, int other_rows);
     void verified(int drafted, int accepted) { acceptance_.update(drafted, accepted); }
 
     // Shadow probes: the draft to compare with the coming tokens, and each token as it comes.

@@ -307,8 +307,17 @@ void bind_engine(py::module_& m) {
         .def("tick", &StepCosts::tick)
         .def("samples", &StepCosts::samples, py::arg("rows"))
         .def("seconds", &StepCosts::seconds, py::arg("rows"))
+        .def("reference", &StepCosts::reference)
+        .def("ratio", &StepCosts::ratio, py::arg("rows"), py::arg("ref"))
         .def_property_readonly_static("window", [](const py::object&) { return CostTable::kWindow; })
-        .def_property_readonly_static("stale_after", [](const py::object&) { return CostTable::kStale; });
+        .def_property_readonly_static("stale_after", [](const py::object&) { return CostTable::kStale; })
+        .def_property_readonly_static("pair_ticks", [](const py::object&) { return CostTable::kPairTicks; })
+        .def_property_readonly_static("recent_ticks", [](const py::object&) { return CostTable::kRecentTicks; });
+    py::class_<DraftCosts>(m, "_DraftCosts")
+        .def(py::init<>())
+        .def("add", &DraftCosts::add, py::arg("depth"), py::arg("seconds"))
+        .def("tick", &DraftCosts::tick)
+        .def("seconds", &DraftCosts::seconds, py::arg("depth"));
 
     // One sequence's controller with fixed costs (step_seconds[r], draft_seconds[d]), for tests
     // that replay a text through it; each cost as if measured `measurements` times (default:
@@ -319,13 +328,18 @@ void bind_engine(py::module_& m) {
             "choose",
             [](DraftController& c, const std::vector<double>& step_seconds, const std::vector<double>& draft_seconds,
                int depth, int other_rows, std::optional<int> measurements) {
-                StepCosts steps;
+                // the whole step as the step, a following too small to count (each row count's
+                // followed steps measured as often)
+                StepCosts steps, follow;
                 for (int i = 0; i < measurements.value_or(DraftController::kTrustedSamples); ++i) {
-                    for (size_t r = 1; r < step_seconds.size(); ++r) steps.add(static_cast<int>(r), step_seconds[r]);
+                    for (size_t r = 1; r < step_seconds.size(); ++r) {
+                        steps.add(static_cast<int>(r), step_seconds[r]);
+                        follow.add(static_cast<int>(r), 1e-12);
+                    }
                 }
                 DraftCosts drafts;
                 for (size_t d = 1; d < draft_seconds.size(); ++d) drafts.add(static_cast<int>(d), draft_seconds[d]);
-                const DraftController::Choice choice = c.choose(steps, drafts, depth, other_rows);
+                const DraftController::Choice choice = c.choose(FollowedSteps(steps, follow), drafts, depth, other_rows);
                 return std::make_pair(choice.length, choice.probe);
             },
             py::arg("step_seconds"), py::arg("draft_seconds"), py::arg("depth"), py::arg("other_rows"),

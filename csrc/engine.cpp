@@ -180,8 +180,8 @@ void Engine::configure_speculator(const SpeculatorOptions& wanted) {
     create_context(static_cast<uint32_t>(wanted.n_max));
     speculator_ = std::make_unique<Speculator>(wanted, handle_.get(), model_->mtp_loaded(), ctx_, ctx_params_,
                                                options_.n_parallel, &model_->placement());
-    plain_step_costs_ = StepCosts();
-    followed_step_costs_ = StepCosts();
+    step_costs_ = StepCosts();
+    follow_costs_ = StepCosts();
     draft_costs_ = DraftCosts();
     acceptance_ = AcceptanceEstimate(wanted.n_max, 0.8, kEngineAcceptanceWeight);
     adaptive_plain_requests_ = 0;
@@ -384,39 +384,36 @@ void Engine::fail(Slot& slot, std::exception_ptr error) {
     slot.release();
 }
 
-double Engine::plain_step_seconds() const {
-    // A step that the draft context does not follow costs no more than one it does: when the
-    // plain steps were last timed in a slower spell of the machine than the followed ones, the
-    // followed cost is the better estimate of both.
-    const double plain = plain_step_costs_.seconds(1);
-    const double followed = followed_step_costs_.seconds(1);
-    return plain > 0.0 && followed > 0.0 ? std::min(plain, followed) : plain;
-}
+double Engine::plain_step_seconds() const { return step_costs_.seconds(1); }
+
+FollowedSteps Engine::followed_steps() const { return FollowedSteps(step_costs_, follow_costs_); }
 
 bool Engine::adaptive_admits_drafting() {
     const int max_depth = speculator_->options().n_max;
+    const FollowedSteps followed = followed_steps();
     const std::vector<double> rates = draft_depth_rates(
-        acceptance_.p(), [&](int rows) { return followed_step_costs_.seconds(rows); },
+        acceptance_.p(), [&](int rows) { return followed.seconds(rows); },
         [&](int d) { return draft_costs_.seconds(d); }, plain_step_seconds(), max_depth);
     int depth = best_draft_depth(rates);
     // A request that starts alone measures what the depth choice is made from when some of it was
     // never measured or not lately: it drafts to the full depth, and its sequence tries each draft
     // length a few steps (DraftController::choose).
     const bool alone = std::none_of(slots_.begin(), slots_.end(), [](const auto& s) { return s->active(); });
-    bool stale = plain_step_costs_.samples(1) < DraftController::kTrustedSamples;
+    bool stale = step_costs_.samples(1) < DraftController::kTrustedSamples;
     for (int rows = 1; rows <= max_depth + 1; ++rows) {
-        stale = stale || followed_step_costs_.samples(rows) < DraftController::kTrustedSamples;
+        stale = stale || followed.samples(rows) < DraftController::kTrustedSamples;
     }
     bool refresh = false;
     if (alone && stale) {
         depth = max_depth;
     } else if (alone && depth > 0) {
-        // Only the depth in use is measured as it runs; the machine's speed drifts, so a depth
-        // nearly as good by the estimates, whose cost was measured long ago, is run now and then
-        // (at most kAdaptiveRefreshMargin slower by the estimates): otherwise a close comparison
-        // would be made between a cost measured now and one from another time, for good. (While
-        // serving plainly, the rechecks below measure drafting.)
-        auto age = [&](int d) { return d == 0 ? plain_step_costs_.age(1) : followed_step_costs_.age(d + 1); };
+        // Only the depth in use is measured as it runs: another depth's costs are scaled from it
+        // by ratios measured when both ran, and the draft positions past the depth in use are
+        // not verified at all. So a depth nearly as good by the estimates, last run long ago, is
+        // run now and then (at most kAdaptiveRefreshMargin slower by the estimates), lest a close
+        // call be settled for good on old measurements. (While serving plainly, the rechecks
+        // below measure drafting.)
+        auto age = [&](int d) { return d == 0 ? step_costs_.age(1) : follow_costs_.age(d + 1); };
         int candidate = -1;
         for (int d = 0; d <= max_depth; ++d) {
             if (d == depth || age(d) < kAdaptiveRefreshTicks) continue;
@@ -441,7 +438,7 @@ bool Engine::adaptive_admits_drafting() {
         };
         add("; acceptance per position", 0, max_depth - 1, [&](int i) { return acceptance_.p()[static_cast<size_t>(i)]; });
         add("; plain step ms", 1, 1, [&](int) { return plain_step_seconds() * 1e3; });
-        add("; followed step ms by rows", 1, max_depth + 1, [&](int r) { return followed_step_costs_.seconds(r) * 1e3; });
+        add("; followed step ms by rows", 1, max_depth + 1, [&](int r) { return followed.seconds(r) * 1e3; });
         add("; draft ms by depth", 1, max_depth, [&](int d) { return draft_costs_.seconds(d) * 1e3; });
         log_line(kDebug, line);
     }
@@ -585,7 +582,7 @@ void Engine::step(std::vector<Pending>& admitted) {
         bool probe = false;
         if (speculator_->options().adaptive && budget > 0) {
             const int other_rows = static_cast<int>(generating.size()) - 1;
-            const auto choice = slot->controller.choose(followed_step_costs_, draft_costs_, speculator_->depth(), other_rows);
+            const auto choice = slot->controller.choose(followed_steps(), draft_costs_, speculator_->depth(), other_rows);
             probe = choice.probe;
             budget = std::min(budget, choice.length);
         }
@@ -824,17 +821,18 @@ void Engine::step(std::vector<Pending>& admitted) {
         if (s->active() && !s->speculate()) s->draft_synced = false;
     }
     if (speculator_ && speculator_->options().adaptive) {
-        // What a step of this many rows costs: the decode, the draft context following it, and
-        // sampling, verifying and rolling back -- everything but the drafting pass, timed apart.
-        // Generation-only steps measure it (prompt chunks would not).
+        // What a step of this many rows costs: the decode, sampling, verifying and rolling back;
+        // apart from it, the draft context following the step, and the drafting pass.
+        // Generation-only steps measure them (prompt chunks would not).
         const double step_s = seconds_since(t_decode);
+        const double follow_s = decode_s - follow_started_s;
         if (chunks.empty()) {
-            plain_step_costs_.add(batch.size(), step_s - (decode_s - follow_started_s));
-            if (n_mirrored == batch.size()) followed_step_costs_.add(batch.size(), step_s);
+            step_costs_.add(batch.size(), step_s - follow_s);
+            if (n_mirrored > 0 && n_mirrored == batch.size()) follow_costs_.add(n_mirrored, follow_s);
         }
         if (!jobs.empty()) draft_costs_.add(speculator_->depth(), draft_s);
-        plain_step_costs_.tick();
-        followed_step_costs_.tick();
+        step_costs_.tick();
+        follow_costs_.tick();
         draft_costs_.tick();
     }
 

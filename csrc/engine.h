@@ -115,6 +115,7 @@ private:
     // request is to be served plainly (no MTP work at all).
     bool adaptive_admits_drafting();
     double plain_step_seconds() const;  // adaptive: what a step of one row costs with no MTP work
+    FollowedSteps followed_steps() const;  // adaptive: what a step costs a speculating sequence
     // A request served plainly speculates again after 4 such requests, then after twice as many
     // each time the recheck finds that drafting still does not pay (at most 32): a text where it
     // never pays then loses a few per mille, not a quarter of a request in four.
@@ -153,12 +154,12 @@ private:
     uint64_t clock_ = 0;  // step counter: least-recently-used slot choice
     // Adaptive speculation: measured step and drafting costs, and the acceptance over all
     // sequences (the drafting depth is chosen from it between requests). Step costs are whole
-    // steps (decode, sampling, verifying, rolling back), and a step costs more when the draft
-    // context follows it: plain_step_costs_ times steps without the following (what a request
-    // served with no MTP work pays), followed_step_costs_ with it (what every step of a
-    // speculating sequence pays, k = 0 included).
-    StepCosts plain_step_costs_;
-    StepCosts followed_step_costs_;
+    // steps (decode, sampling, verifying, rolling back) without the draft context following the
+    // step, which is timed apart (follow_costs_): every generation step is timed, also while
+    // requests are served with no MTP work, so what a speculating sequence's step costs
+    // (FollowedSteps: the sum) follows the machine's pace even then.
+    StepCosts step_costs_;
+    StepCosts follow_costs_;
     DraftCosts draft_costs_;
     AcceptanceEstimate acceptance_;
     // Requests served without any MTP work since drafting last looked worth it (see start()).

@@ -74,6 +74,16 @@ def test_acceptance_estimate_weights_recent_steps() -> None:
     assert p[0] == pytest.approx(0.9) and p[1] == pytest.approx(0.4) and p[2] == pytest.approx(0.8)
 
 
+def test_acceptance_estimate_replaces_its_prior_with_the_first_tests() -> None:
+    """A fresh engine (weight 0.05: about 20 tests remembered) does not crawl from its prior: the
+    prior counts as one test, and until 20 tests are in the estimate is their plain mean."""
+    p = _core._acceptance_after(3, 0.8, 0.05, [(3, 3)] * 10)
+    assert p[0] == pytest.approx((0.8 + 10) / 11) and p[2] == pytest.approx((0.8 + 10) / 11)
+    p = _core._acceptance_after(1, 0.8, 0.05, [(1, 1)] * 40 + [(1, 0)])
+    # the mean of 20 (0.99), then recent-weighted: the 21 hits after it and the miss 5 % each
+    assert p[0] == pytest.approx(0.95 * (1 - 0.01 * 0.95 ** 21))
+
+
 def step_costs(samples: list[tuple[int, float]], rows: list[int]) -> list[float]:
     costs = _core._StepCosts()
     for r, seconds in samples:
@@ -113,12 +123,82 @@ def test_step_costs_go_stale_and_are_measured_again() -> None:
     assert costs.samples(2) == 1 and costs.seconds(2) == pytest.approx(0.1)  # fresh ones first
 
 
+def test_step_costs_compare_row_counts_measured_in_the_same_spell() -> None:
+    """A row count's cost is its ratio to the rows in use, measured when both ran close together,
+    times what the rows in use cost now: the machine's drift moves them together."""
+    costs = _core._StepCosts()
+    for _ in range(8):  # 1 and 3 rows in turn: 3 rows cost twice 1 row
+        costs.add(1, 0.10)
+        costs.tick()
+        costs.add(3, 0.20)
+        costs.tick()
+    assert costs.ratio(1, 3) == pytest.approx(0.5) and costs.ratio(3, 1) == pytest.approx(2.0)
+    assert costs.seconds(1) == pytest.approx(0.10) and costs.seconds(3) == pytest.approx(0.20)
+    for _ in range(2 * costs.recent_ticks):  # then 3 rows only, the machine a third slower
+        costs.add(3, 0.26)
+        costs.tick()
+    assert costs.reference() == 3
+    assert costs.seconds(3) == pytest.approx(0.26)
+    assert costs.seconds(1) == pytest.approx(0.13)  # not the 0.10 of the faster spell
+    assert costs.seconds(2) == pytest.approx(0.195)  # unseen: on the line through them
+
+
+def test_a_cost_measured_in_a_slow_spell_is_not_kept_for_good() -> None:
+    """4 and 3 rows explored together while the machine was slow; 3 rows in use since, fast. The
+    4-row step is estimated at the pace of now, so it can win again."""
+    costs = _core._StepCosts()
+    for _ in range(6):
+        costs.add(3, 0.13)
+        costs.tick()
+        costs.add(4, 0.17)
+        costs.tick()
+    for _ in range(40):
+        costs.add(3, 0.106)
+        costs.tick()
+    assert costs.seconds(4) == pytest.approx(0.106 * 0.17 / 0.13)
+    unpaired = _core._StepCosts()  # never measured alongside the rows in use: its own measurements
+    for _ in range(6):
+        unpaired.add(4, 0.17)
+        unpaired.tick()
+    for _ in range(costs.pair_ticks + 1):
+        unpaired.tick()
+    for _ in range(40):
+        unpaired.add(3, 0.106)
+        unpaired.tick()
+    assert unpaired.ratio(4, 3) == 0.0 and unpaired.seconds(4) == pytest.approx(0.17)
+
+
+def test_a_pair_with_an_interrupted_measurement_does_not_move_the_ratio() -> None:
+    costs = _core._StepCosts()
+    for i in range(9):
+        costs.add(1, 0.10)
+        costs.add(2, 0.50 if i == 4 else 0.15)  # one step interrupted by another process
+        costs.tick()
+    assert costs.ratio(2, 1) == pytest.approx(1.5)
+
+
+def test_draft_costs_scale_the_depth_in_use_per_step() -> None:
+    drafts = _core._DraftCosts()
+    assert drafts.seconds(2) == 0.0
+    for _ in range(8):  # depth 3 once, in a slow spell
+        drafts.add(3, 0.036)
+        drafts.tick()
+    for _ in range(2 * _core._StepCosts.recent_ticks):
+        drafts.tick()
+    for _ in range(20):  # depth 2 in use now
+        drafts.add(2, 0.016)
+        drafts.tick()
+    assert drafts.seconds(2) == pytest.approx(0.016)
+    assert drafts.seconds(3) == pytest.approx(0.024)  # not the 0.036 of then
+    assert drafts.seconds(1) == pytest.approx(0.008)
+
+
 def test_controller_measures_each_draft_length_before_comparing_them() -> None:
     controller = _core._DraftController(2)
     tries = controller.trusted_after + 1
     choices = [controller.choose(linear(0.1, 0.01), [0.0, 0.01, 0.02], 2, 0, measurements=1)[0]
                for _ in range(3 * tries + 1)]
-    assert choices[:3 * tries] == [0] * tries + [1] * tries + [2] * tries  # bounded, in order
+    assert choices[:3 * tries] == [0, 1, 2] * tries  # bounded, the lengths in turn (one spell)
     assert choices[-1] == 2  # then the costs decide: verification nearly free, the longest draft
 
 

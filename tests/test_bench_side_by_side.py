@@ -92,3 +92,24 @@ def test_sliced_turns_stop_the_other_process_and_count_its_running_time() -> Non
     finally:
         for e in pair:
             e.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIGSTOP turns and /proc: Linux")
+def test_sliced_turns_go_round_more_than_two_processes() -> None:
+    """benches/adaptive.py runs five modes this way: each in turn, none at the same time."""
+    engines = [BusyEngine(), BusyEngine(), BusyEngine()]
+    try:
+        cpu0 = [bench.cpu_seconds(e.pid) for e in engines]
+        t0 = time.perf_counter()
+        running = side_by_side.run_sliced(engines, 0.05, first=2)
+        wall = time.perf_counter() - t0
+        cpu = [bench.cpu_seconds(e.pid) - c for e, c in zip(engines, cpu0)]
+        assert all(e.out for e in engines), "every request must be answered"
+        assert all(r > 0 for r in running)
+        assert sum(running) <= wall + 0.05
+        for r, c in zip(running, cpu):
+            assert c <= r * 1.4 + 0.05, (running, cpu)
+        assert all(state(e.pid) != "T" for e in engines)
+    finally:
+        for e in engines:
+            e.close()
