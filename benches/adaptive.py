@@ -30,7 +30,6 @@ import random
 import shlex
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -56,7 +55,7 @@ def ensure_varying(quant: str) -> Path:
     return path
 
 
-class Mode:
+class Mode(side_by_side.EngineProcess):
     """One mode's worker process and its request (what ``side_by_side.run_sliced`` runs)."""
 
     def __init__(self, name: str, path: Path, prompt: Path, threads: int, n_predict: int,
@@ -67,29 +66,15 @@ class Mode:
                         "ignore_eos": True}
         cfg = {"model": str(path), "threads": threads, "n_ctx": 2048, "n_batch": 2048, "n_ubatch": 512,
                "spec_n_max": self.n_max, "log_auto": log_auto and name == "auto"}
-        self.engine = bench.JsonWorker([sys.executable, str(HERE / "_worker_ours.py"), json.dumps(cfg)])
+        self.worker = bench.JsonWorker([sys.executable, str(HERE / "_worker_ours.py"), json.dumps(cfg)])
+        self.engine = self.worker
         self.out: dict[str, Any] = {}
 
-    @property
-    def pid(self) -> int:
-        return self.engine.proc.pid
-
-    def exited(self) -> bool:
-        return self.engine.proc.poll() is not None
-
     def ask(self) -> dict[str, Any]:
-        return self.engine.ask(self.request)
+        return self.worker.ask(self.request)
 
     def _run(self) -> None:
         self.out = dict(self.ask(), finished=time.perf_counter())
-
-    def go(self) -> threading.Thread:
-        th = threading.Thread(target=self._run)
-        th.start()
-        return th
-
-    def close(self) -> None:
-        self.engine.close()
 
 
 def main() -> int:

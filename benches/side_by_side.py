@@ -57,7 +57,34 @@ PROMPTS = {"long": CACHE / "prompts" / "long-8192.txt", "short": CACHE / "prompt
 KINDS = ("ours", "ours-mtp", "server", "server-mtp", "lcp")
 
 
-class Contender:
+class EngineProcess:
+    """A loaded engine process whose request ``go()`` runs in a thread (``_run`` fills ``out``),
+    that ``run_sliced`` can stop and resume by its pid."""
+
+    engine: bench.Server | bench.JsonWorker
+    out: dict[str, Any]
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int:
+        """The engine's process (``taskset`` execs, so it is the engine itself)."""
+        return self.engine.proc.pid
+
+    def exited(self) -> bool:
+        return self.engine.proc.poll() is not None
+
+    def go(self) -> threading.Thread:
+        th = threading.Thread(target=self._run)
+        th.start()
+        return th
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+class Contender(EngineProcess):
     """One engine, loaded and waiting; ``go()`` starts its request in a thread (``out`` holds the
     result once that thread ends).
 
@@ -154,23 +181,6 @@ class Contender:
         assert isinstance(self.engine, bench.JsonWorker)
         return self.engine.ask({"prompt_files": [str(f) for f in files], "n_predict": self.n_predict,
                                 "n_max": self.n_max})
-
-    @property
-    def pid(self) -> int:
-        """The engine's process (``taskset`` execs, so it is the engine itself)."""
-        return self.engine.proc.pid
-
-    def exited(self) -> bool:
-        return self.engine.proc.poll() is not None
-
-    def go(self) -> threading.Thread:
-        th = threading.Thread(target=self._run)
-        th.start()
-        return th
-
-    def close(self) -> None:
-        self.engine.close()
-
 
 class Engine(Protocol):
     """What ``run_sliced`` needs of a contender (``Contender`` is one)."""

@@ -71,44 +71,24 @@ def test_running_until_counts_only_turns_before_the_reply() -> None:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIGSTOP turns and /proc: Linux")
-def test_sliced_turns_stop_the_other_process_and_count_its_running_time() -> None:
-    pair = [BusyEngine(), BusyEngine()]
-    try:
-        cpu0 = [bench.cpu_seconds(e.pid) for e in pair]
-        t0 = time.perf_counter()
-        running = side_by_side.run_sliced(pair, 0.05, first=1)
-        wall = time.perf_counter() - t0
-        cpu = [bench.cpu_seconds(e.pid) - c for e, c in zip(pair, cpu0)]
-        assert all(e.out for e in pair), "both requests must be answered"
-        assert all(r > 0 for r in running)
-        # turns do not overlap: together they fit in the wall time
-        assert sum(running) <= wall + 0.05
-        # each computed only in its own turns: had both run at once (2 CPUs), each one's CPU
-        # time would be about twice the turns counted for it
-        for r, c in zip(running, cpu):
-            assert c <= r * 1.4 + 0.05, (running, cpu)
-        # nobody is left stopped
-        assert all(state(e.pid) != "T" for e in pair)
-    finally:
-        for e in pair:
-            e.close()
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIGSTOP turns and /proc: Linux")
-def test_sliced_turns_go_round_more_than_two_processes() -> None:
-    """benches/adaptive.py runs five modes this way: each in turn, none at the same time."""
-    engines = [BusyEngine(), BusyEngine(), BusyEngine()]
+@pytest.mark.parametrize("n", [2, 3])  # side_by_side.py's pairs; benches/adaptive.py runs five
+def test_sliced_turns_stop_the_other_processes_and_count_their_running_time(n: int) -> None:
+    engines = [BusyEngine() for _ in range(n)]
     try:
         cpu0 = [bench.cpu_seconds(e.pid) for e in engines]
         t0 = time.perf_counter()
-        running = side_by_side.run_sliced(engines, 0.05, first=2)
+        running = side_by_side.run_sliced(engines, 0.05, first=n - 1)
         wall = time.perf_counter() - t0
         cpu = [bench.cpu_seconds(e.pid) - c for e, c in zip(engines, cpu0)]
         assert all(e.out for e in engines), "every request must be answered"
         assert all(r > 0 for r in running)
+        # turns do not overlap: together they fit in the wall time
         assert sum(running) <= wall + 0.05
+        # each computed only in its own turns: had they run at once (2 CPUs), each one's CPU
+        # time would be about twice the turns counted for it (or more)
         for r, c in zip(running, cpu):
             assert c <= r * 1.4 + 0.05, (running, cpu)
+        # nobody is left stopped
         assert all(state(e.pid) != "T" for e in engines)
     finally:
         for e in engines:
