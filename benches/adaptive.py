@@ -40,7 +40,9 @@ import bench  # noqa: E402
 import refs  # noqa: E402
 import side_by_side  # noqa: E402
 
-MODES = ("plain", "mtp1", "mtp2", "mtp3", "auto")
+# each mode and the n_max its speculator is loaded with (0: none)
+N_MAX: dict[str, int | str] = {"plain": 0, "mtp1": 1, "mtp2": 2, "mtp3": 3, "auto": "auto"}
+MODES = tuple(N_MAX)
 
 
 def ensure_varying(quant: str) -> Path:
@@ -61,7 +63,7 @@ class Mode(side_by_side.EngineProcess):
     def __init__(self, name: str, path: Path, prompt: Path, threads: int, n_predict: int,
                  log_auto: bool) -> None:
         self.name = name
-        self.n_max: int | str = "auto" if name == "auto" else int(name.removeprefix("mtp").replace("plain", "0"))
+        self.n_max = N_MAX[name]
         self.request = {"prompt_file": str(prompt), "n_predict": n_predict, "n_max": self.n_max,
                         "ignore_eos": True}
         cfg = {"model": str(path), "threads": threads, "n_ctx": 2048, "n_batch": 2048, "n_ubatch": 512,

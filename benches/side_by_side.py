@@ -207,32 +207,32 @@ def _signal(pid: int, sig: signal.Signals) -> None:
         pass
 
 
-def run_sliced(pair: Sequence[Engine], slice_s: float, first: int) -> list[float]:
+def run_sliced(engines: Sequence[Engine], slice_s: float, first: int) -> list[float]:
     """Send every engine's request, then let the processes run in turns of ``slice_s`` (the others
     stopped), in order from ``first``, until all have replied; return each one's running seconds
     up to its reply (its ``out["finished"]``). Two engines take turns; more, one after the other."""
-    for c in pair:
+    for c in engines:
         _signal(c.pid, signal.SIGSTOP)
     threads: list[threading.Thread] = []
-    turns: list[list[tuple[float, float]]] = [[] for _ in pair]
-    turn = first % len(pair)
+    turns: list[list[tuple[float, float]]] = [[] for _ in engines]
+    turn = first % len(engines)
     try:
-        threads = [c.go() for c in pair]
+        threads = [c.go() for c in engines]
         while any(th.is_alive() for th in threads):
             live = [i for i, th in enumerate(threads) if th.is_alive()]
-            i = min(live, key=lambda j: (j - turn) % len(pair))  # the next live one from turn
-            _signal(pair[i].pid, signal.SIGCONT)
+            i = min(live, key=lambda j: (j - turn) % len(engines))  # the next live one from turn
+            _signal(engines[i].pid, signal.SIGCONT)
             t0 = time.perf_counter()
             threads[i].join(slice_s)  # returns early when the reply is in
-            if not pair[i].exited():
-                _signal(pair[i].pid, signal.SIGSTOP)
+            if not engines[i].exited():
+                _signal(engines[i].pid, signal.SIGSTOP)
             turns[i].append((t0, time.perf_counter()))
-            turn = (i + 1) % len(pair)
+            turn = (i + 1) % len(engines)
     finally:
-        for c in pair:  # never leave a process stopped
+        for c in engines:  # never leave a process stopped
             if not c.exited():
                 _signal(c.pid, signal.SIGCONT)
-    return [running_until(spans, c.out.get("finished", 0.0)) for c, spans in zip(pair, turns)]
+    return [running_until(spans, c.out.get("finished", 0.0)) for c, spans in zip(engines, turns)]
 
 
 def main() -> int:

@@ -252,14 +252,14 @@ double FollowedSteps::seconds(int rows) const {
 }
 
 DraftController::DraftController(int n_max)
-    : acceptance_(n_max, 0.8, kAcceptanceWeight), n_max_(n_max), explored_(static_cast<size_t>(std::max(0, n_max)) + 1, 0) {
-    // A sequence starts from an estimate (the engine's, seed()), not from nothing: weighted as
-    // recent verifications from the first step.
-    for (int i = 0; i < n_max; ++i) acceptance_.set(i, 0.8);
+    : n_max_(n_max), explored_(static_cast<size_t>(std::max(0, n_max)) + 1, 0) {
+    // A sequence starts from an estimate (the engine's, seed()), not from nothing: its values
+    // weigh as recent verifications from the first step; until seeded, the prior's.
+    seed(AcceptanceEstimate(n_max));
 }
 
 void DraftController::seed(const AcceptanceEstimate& from) {
-    AcceptanceEstimate seeded(n_max_, 0.8, kAcceptanceWeight);
+    AcceptanceEstimate seeded(n_max_, AcceptanceEstimate::kPrior, kAcceptanceWeight);
     for (int i = 0; i < n_max_ && i < static_cast<int>(from.p().size()); ++i) {
         seeded.set(i, from.p()[static_cast<size_t>(i)]);
     }

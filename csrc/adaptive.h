@@ -58,7 +58,9 @@ int best_draft_depth(const std::vector<double>& rates);
 // `weight` a step (which would take ~3/weight tests).
 class AcceptanceEstimate {
 public:
-    explicit AcceptanceEstimate(int n_max = 0, double prior = 0.8, double weight = 0.25);
+    static constexpr double kPrior = 0.8;  // what a position is thought to accept before any test
+
+    explicit AcceptanceEstimate(int n_max = 0, double prior = kPrior, double weight = 0.25);
     // A verification of a draft of `drafted` tokens accepted the first `accepted` of them.
     void update(int drafted, int accepted);
     const std::vector<double>& p() const { return p_; }

@@ -86,6 +86,16 @@ GenerationResult wait_result(Request& request, std::optional<double> timeout) {
     return request.take_result();
 }
 
+// What every cost table binds for the controller's tests: measurements by size, and the clock.
+template <typename Table>
+py::class_<Table> bind_cost_table(py::class_<Table> cls, const char* size) {
+    cls.def(py::init<>())
+        .def("add", &Table::add, py::arg(size), py::arg("seconds"))
+        .def("tick", &Table::tick)
+        .def("samples", &Table::samples, py::arg(size));
+    return cls;
+}
+
 }  // namespace
 
 void bind_engine(py::module_& m) {
@@ -301,22 +311,15 @@ void bind_engine(py::module_& m) {
             return e.p();
         },
         py::arg("n_max"), py::arg("prior"), py::arg("weight"), py::arg("steps"));
-    py::class_<StepCosts>(m, "_StepCosts")
-        .def(py::init<>())
-        .def("add", &StepCosts::add, py::arg("rows"), py::arg("seconds"))
-        .def("tick", &StepCosts::tick)
-        .def("samples", &StepCosts::samples, py::arg("rows"))
-        .def("seconds", &StepCosts::seconds, py::arg("rows"))
+    auto step_costs = bind_cost_table(py::class_<StepCosts>(m, "_StepCosts"), "rows");
+    step_costs.def("seconds", &StepCosts::seconds, py::arg("rows"))
         .def("reference", &StepCosts::reference)
         .def("ratio", &StepCosts::ratio, py::arg("rows"), py::arg("ref"))
         .def_property_readonly_static("window", [](const py::object&) { return CostTable::kWindow; })
         .def_property_readonly_static("stale_after", [](const py::object&) { return CostTable::kStale; })
         .def_property_readonly_static("pair_ticks", [](const py::object&) { return CostTable::kPairTicks; })
         .def_property_readonly_static("recent_ticks", [](const py::object&) { return CostTable::kRecentTicks; });
-    py::class_<DraftCosts>(m, "_DraftCosts")
-        .def(py::init<>())
-        .def("add", &DraftCosts::add, py::arg("depth"), py::arg("seconds"))
-        .def("tick", &DraftCosts::tick)
+    bind_cost_table(py::class_<DraftCosts>(m, "_DraftCosts"), "depth")
         .def("seconds", &DraftCosts::seconds, py::arg("depth"));
 
     // One sequence's controller with fixed costs (step_seconds[r], draft_seconds[d]), for tests

@@ -183,7 +183,7 @@ void Engine::configure_speculator(const SpeculatorOptions& wanted) {
     step_costs_ = StepCosts();
     follow_costs_ = StepCosts();
     draft_costs_ = DraftCosts();
-    acceptance_ = AcceptanceEstimate(wanted.n_max, 0.8, kEngineAcceptanceWeight);
+    acceptance_ = AcceptanceEstimate(wanted.n_max, AcceptanceEstimate::kPrior, kEngineAcceptanceWeight);
     adaptive_plain_requests_ = 0;
     adaptive_recheck_every_ = kAdaptiveRecheckFirst;
     std::lock_guard<std::mutex> lock(mutex_);
